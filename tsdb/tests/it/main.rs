@@ -1,0 +1,1 @@
+//! Integration tests for the tsdb crate (one binary, see ARCHITECTURE.md).
