@@ -1,1 +1,188 @@
-fn main(){}
+//! `strata`: the single binary. Each subcommand parses its flags and calls
+//! into its library crate; no logic lives here (see ARCHITECTURE.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Federated, multi-cluster, Prometheus-compatible metrics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Offline tools (promtool-like).
+    Tools {
+        #[command(subcommand)]
+        cmd: ToolsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Inspect and create TSDB blocks (like `promtool tsdb`).
+    Tsdb {
+        #[command(subcommand)]
+        cmd: TsdbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TsdbCommand {
+    /// Create blocks from an input file (backfill).
+    CreateBlocksFrom {
+        #[command(subcommand)]
+        cmd: CreateBlocksFrom,
+    },
+    /// List the blocks of a data directory.
+    List {
+        /// Print human-readable times and sizes.
+        #[arg(short = 'r', long = "human-readable")]
+        human_readable: bool,
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+    },
+    /// Print every sample: `{labels} value timestamp_ms`, as promtool does.
+    Dump {
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+        /// Minimum timestamp to dump (ms).
+        #[arg(long = "min-time", default_value_t = i64::MIN, allow_hyphen_values = true)]
+        min_time: i64,
+        /// Maximum timestamp to dump (ms).
+        #[arg(long = "max-time", default_value_t = i64::MAX, allow_hyphen_values = true)]
+        max_time: i64,
+        /// Series selector.
+        #[arg(long = "match", default_value = "{__name__=~'(?s:.*)'}")]
+        matcher: String,
+    },
+    /// Cardinality analysis of a block (the newest by default).
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    #[arg(default_value = "data/")]
+    db_path: PathBuf,
+    /// Block to analyze (default: newest).
+    block_id: Option<String>,
+    /// How many items to show in each list.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Also print chunk statistics (always printed; accepted for promtool compatibility).
+    #[arg(long)]
+    extended: bool,
+}
+
+#[derive(Subcommand)]
+enum CreateBlocksFrom {
+    /// From an OpenMetrics text file (timestamps in seconds, ends with `# EOF`).
+    Openmetrics {
+        input: PathBuf,
+        #[arg(default_value = "data/")]
+        output: PathBuf,
+        /// Maximum duration of created blocks (e.g. 2h, 24h).
+        #[arg(long = "max-block-duration", default_value = "0s")]
+        max_block_duration: String,
+        #[arg(short = 'r', long = "human-readable")]
+        human_readable: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Command::Tools {
+            cmd: ToolsCommand::Tsdb { cmd },
+        } => tsdb_tool(cmd),
+    }
+}
+
+fn tsdb_tool(cmd: TsdbCommand) -> Result<()> {
+    use strata_tsdb::tools;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cmd {
+        TsdbCommand::List {
+            human_readable,
+            db_path,
+        } => tools::list(&db_path, human_readable, &mut out)?,
+        TsdbCommand::Dump {
+            db_path,
+            min_time,
+            max_time,
+            matcher,
+        } => {
+            let ms = tools::parse_selector(&matcher).context("invalid --match")?;
+            tools::dump(&db_path, min_time, max_time, &ms, &mut out)?
+        }
+        TsdbCommand::Analyze(a) => {
+            tools::analyze(&a.db_path, a.block_id.as_deref(), a.limit, &mut out)?
+        }
+        TsdbCommand::CreateBlocksFrom {
+            cmd:
+                CreateBlocksFrom::Openmetrics {
+                    input,
+                    output,
+                    max_block_duration,
+                    human_readable,
+                    quiet,
+                },
+        } => {
+            let data =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let max = tools::parse_duration_ms(&max_block_duration)
+                .with_context(|| format!("invalid --max-block-duration {max_block_duration:?}"))?;
+            let mut first = true;
+            let mut on_block = |m: &strata_tsdb::meta::BlockMeta| {
+                if !quiet {
+                    let mut o = std::io::stdout().lock();
+                    let size = strata_tsdb::block::Block::open(&output.join(&m.ulid))
+                        .map(|b| b.size())
+                        .unwrap_or(0);
+                    let _ = tools::print_block_line(m, size, first, human_readable, &mut o);
+                    first = false;
+                }
+            };
+            strata_tsdb::backfill::create_blocks_from_openmetrics(
+                &data,
+                &output,
+                strata_tsdb::backfill::BackfillOptions {
+                    max_block_duration: max,
+                    max_samples_in_appender: strata_tsdb::backfill::DEFAULT_MAX_SAMPLES_IN_APPENDER,
+                    on_block: &mut on_block,
+                },
+            )
+            .context("backfill")?;
+        }
+    }
+    Ok(())
+}

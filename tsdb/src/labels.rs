@@ -113,7 +113,11 @@ impl Labels {
     /// (an upper bound when strings are interned).
     pub fn heap_bytes(&self) -> usize {
         self.0.capacity() * std::mem::size_of::<Label>()
-            + self.0.iter().map(|l| l.name.len() + l.value.len()).sum::<usize>()
+            + self
+                .0
+                .iter()
+                .map(|l| l.name.len() + l.value.len())
+                .sum::<usize>()
     }
 
     /// Total bytes of names and values, as Prometheus' `Labels.Bytes` length.
@@ -192,7 +196,6 @@ pub fn go_quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
             }
-            c if c == '\u{fffd}' => out.push_str("\\ufffd"),
             c => out.push(c),
         }
     }
@@ -255,7 +258,13 @@ pub struct Matcher {
 
 impl fmt::Debug for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{}", self.name, self.kind.as_str(), go_quote(&self.value))
+        write!(
+            f,
+            "{}{}{}",
+            self.name,
+            self.kind.as_str(),
+            go_quote(&self.value)
+        )
     }
 }
 

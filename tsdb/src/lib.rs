@@ -4,8 +4,22 @@
 //! are read by `promtool` and Prometheus, and blocks and WALs written by
 //! Prometheus are read here. See ARCHITECTURE.md for the map of modules.
 
+pub mod backfill;
+pub mod block;
+pub mod chunkenc;
+pub mod chunks;
+pub mod db;
+pub mod encoding;
 pub mod error;
+pub mod head;
+pub mod index;
 pub mod labels;
+pub mod meta;
+pub mod series;
+pub mod textparse;
+pub mod tombstones;
+pub mod tools;
+pub mod wal;
 
 pub use error::{Error, Result};
 pub use labels::{Label, Labels, MatchType, Matcher};

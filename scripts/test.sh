@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The project's test command (README "Quickstart", step 2; CI runs exactly this).
+#
+# Installs what the tests need when it is missing, then runs: format check,
+# clippy with warnings denied, the whole test suite, and the doc tests.
+# Safe to run again: every install step is skipped when its tool is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Prometheus 2.42 and promtool: the oracle for block, WAL and API interop tests.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  log "installing Debian's prometheus package (promtool, prometheus 2.42)"
+  apt_install prometheus
+fi
+
+# Rust components.
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# cargo-nextest runs each test in its own process; fall back to cargo test.
+runner=(cargo test --workspace --all-targets)
+if command -v cargo-nextest >/dev/null 2>&1 || cargo install --list 2>/dev/null | grep -q '^cargo-nextest'; then
+  runner=(cargo nextest run --workspace --all-targets --no-fail-fast)
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "tests: ${runner[*]}"
+"${runner[@]}" --locked
+
+log "doc tests"
+cargo test --workspace --doc --locked

@@ -1,0 +1,1146 @@
+//! The head: the in-memory, writable part of the database.
+//!
+//! Main types:
+//! - [`Head`]: every active series with its recent chunks, a postings index
+//!   over them, and (optionally) the WAL that makes appends durable.
+//! - [`Appender`]: a batch of samples; nothing is visible or durable until
+//!   [`Appender::commit`], which writes the batch to the WAL *first* and only
+//!   then applies it to memory. When `commit` returns `Ok`, the batch is in
+//!   the operating system's page cache and survives `kill -9`.
+//!
+//! Append rules are Prometheus 2.42's (`tsdb/head_append.go`), because users
+//! and remote-write senders rely on the exact errors:
+//! - `t < min_valid_time` → [`Error::OutOfBounds`]; the window is
+//!   `max(head_max_time - chunk_range/2, max time of the last persisted block)`.
+//! - `t` older than the series' newest sample → [`Error::OutOfOrderSample`].
+//! - same timestamp, different value (compared by bits) →
+//!   [`Error::DuplicateSampleForTimestamp`]; the same value is accepted and
+//!   dropped silently, as Prometheus does for federation's sake.
+//! - checks run against committed data; a batch that itself goes backwards
+//!   for one series has the older samples dropped at commit (counted).
+//!
+//! Chunk cutting also follows Prometheus exactly, because it decides the bytes
+//! of the blocks we write (promtool writes its backfill blocks through a head
+//! too): a new chunk starts at the chunk-range boundary, at the end time
+//! predicted after 30 samples (`compute_chunk_end_time`) or at 240 samples.
+//!
+//! Concurrency: series creation takes the index write lock; everything else
+//! takes per-series mutexes. A reader copies a series' chunks under its mutex
+//! (closed chunks are shared `Arc<[u8]>`, the open one is copied), so an
+//! append can never tear what a query reads.
+//!
+//! Labels are interned: equal names and values across series share one
+//! `Arc<str>`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::chunkenc::{Encoding, XorChunk};
+use crate::error::{Error, Result};
+use crate::labels::{Label, Labels, Matcher};
+use crate::series::{ChunkBytes, ChunkData, ChunkSeries};
+use crate::tombstones::{Interval, Tombstones};
+use crate::wal::record::{self, RefSample, RefSeries, Stone};
+use crate::wal::Wal;
+
+/// Two hours in milliseconds: Prometheus' default block and chunk range.
+pub const DEFAULT_BLOCK_DURATION: i64 = 2 * 60 * 60 * 1000;
+/// Target samples per chunk (Gorilla paper; Prometheus `samplesPerChunk`).
+const SAMPLES_PER_CHUNK: usize = 120;
+
+/// `(t / w) * w + w`: the end of the `w`-aligned range holding `t`.
+/// Floors for negative `t` like Go's integer division does not; Prometheus
+/// has the same truncation, so we keep it for identical chunk boundaries.
+pub fn range_for_timestamp(t: i64, w: i64) -> i64 {
+    (t / w) * w + w
+}
+
+/// Prometheus' estimate of where to end a chunk so that the remaining range
+/// is split into chunks of about 120 samples.
+fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
+    let n = (max - start) / ((cur - start + 1) * 4);
+    if n <= 1 {
+        return max;
+    }
+    start + (max - start) / n
+}
+
+/// A closed (full) chunk. Immutable, shared with readers.
+struct ClosedChunk {
+    min_time: i64,
+    max_time: i64,
+    data: Arc<[u8]>,
+}
+
+/// The chunk being appended to.
+struct OpenChunk {
+    min_time: i64,
+    max_time: i64,
+    chunk: XorChunk,
+}
+
+struct SeriesData {
+    closed: Vec<ClosedChunk>,
+    open: Option<OpenChunk>,
+    /// When the open chunk must be cut at the latest.
+    next_at: i64,
+    last_value: f64,
+}
+
+impl SeriesData {
+    fn max_time(&self) -> Option<i64> {
+        match &self.open {
+            Some(o) if o.chunk.num_samples() > 0 => Some(o.max_time),
+            _ => self.closed.last().map(|c| c.max_time),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.closed.is_empty()
+            && self
+                .open
+                .as_ref()
+                .is_none_or(|o| o.chunk.num_samples() == 0)
+    }
+
+    fn close_open(&mut self) {
+        if let Some(o) = self.open.take() {
+            if o.chunk.num_samples() > 0 {
+                self.closed.push(ClosedChunk {
+                    min_time: o.min_time,
+                    max_time: o.max_time,
+                    data: Arc::from(o.chunk.bytes()),
+                });
+            }
+        }
+    }
+
+    /// Appends an in-order sample, cutting chunks as Prometheus does.
+    /// Returns false (and changes nothing) when `t` is not after the newest.
+    fn append(&mut self, t: i64, v: f64, chunk_range: i64) -> bool {
+        if let Some(max) = self.max_time() {
+            if t <= max {
+                return false;
+            }
+        }
+        if self.open.is_none() {
+            self.cut(t, chunk_range);
+        }
+        let o = self.open.as_ref().expect("open chunk exists after cut");
+        let n = o.chunk.num_samples();
+        if n == 0 {
+            self.next_at = range_for_timestamp(t, chunk_range);
+        }
+        if n == SAMPLES_PER_CHUNK / 4 {
+            self.next_at = compute_chunk_end_time(o.min_time, o.max_time, self.next_at);
+        }
+        if t >= self.next_at || n >= SAMPLES_PER_CHUNK * 2 {
+            self.cut(t, chunk_range);
+        }
+        let o = self.open.as_mut().expect("open chunk exists after cut");
+        if o.chunk.num_samples() == 0 {
+            o.min_time = t;
+        }
+        o.chunk.append(t, v);
+        o.max_time = t;
+        self.last_value = v;
+        true
+    }
+
+    fn cut(&mut self, t: i64, chunk_range: i64) {
+        self.close_open();
+        self.open = Some(OpenChunk {
+            min_time: t,
+            max_time: i64::MIN,
+            chunk: XorChunk::new(),
+        });
+        self.next_at = range_for_timestamp(t, chunk_range);
+    }
+
+    /// Chunks overlapping `[mint, maxt]`, as shareable snapshots.
+    fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
+        let mut out = Vec::new();
+        for c in &self.closed {
+            if c.min_time <= maxt && c.max_time >= mint {
+                out.push(ChunkData {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    encoding: Encoding::Xor,
+                    bytes: ChunkBytes::Owned(c.data.clone()),
+                });
+            }
+        }
+        if let Some(o) = &self.open {
+            if o.chunk.num_samples() > 0 && o.min_time <= maxt && o.max_time >= mint {
+                out.push(ChunkData {
+                    min_time: o.min_time,
+                    max_time: o.max_time,
+                    encoding: Encoding::Xor,
+                    bytes: ChunkBytes::Owned(Arc::from(o.chunk.bytes())),
+                });
+            }
+        }
+        out
+    }
+
+    /// Drops chunks that end before `mint`. Returns the number dropped.
+    fn truncate_before(&mut self, mint: i64) -> usize {
+        let before = self.closed.len();
+        self.closed.retain(|c| c.max_time >= mint);
+        let mut dropped = before - self.closed.len();
+        if let Some(o) = &self.open {
+            if o.chunk.num_samples() > 0 && o.max_time < mint {
+                self.open = None;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.closed.capacity() * std::mem::size_of::<ClosedChunk>()
+            + self.closed.iter().map(|c| c.data.len() + 16).sum::<usize>()
+            + self.open.as_ref().map_or(0, |o| o.chunk.heap_bytes())
+    }
+}
+
+/// One series in the head.
+pub struct MemSeries {
+    pub series_ref: u64,
+    pub labels: Labels,
+    data: Mutex<SeriesData>,
+}
+
+/// Label name → value → sorted series refs.
+#[derive(Default)]
+struct MemPostings {
+    m: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Vec<u64>>>,
+}
+
+impl MemPostings {
+    fn add(&mut self, r: u64, labels: &Labels) {
+        for l in labels {
+            let list = self
+                .m
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default();
+            // Refs are handed out increasing, except on WAL replay; keep sorted.
+            match list.last() {
+                Some(&last) if last > r => {
+                    let i = list.partition_point(|&x| x < r);
+                    list.insert(i, r);
+                }
+                _ => list.push(r),
+            }
+        }
+    }
+
+    fn delete(&mut self, deleted: &HashSet<u64>, labels: &[Labels]) {
+        for ls in labels {
+            for l in ls {
+                if let Some(vals) = self.m.get_mut(&l.name) {
+                    if let Some(list) = vals.get_mut(&l.value) {
+                        list.retain(|r| !deleted.contains(r));
+                        if list.is_empty() {
+                            vals.remove(&l.value);
+                        }
+                    }
+                    if vals.is_empty() {
+                        self.m.remove(&l.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Union of postings of `name` for values accepted by `f`.
+    fn union_where(&self, name: &str, f: impl Fn(&str) -> bool) -> Vec<u64> {
+        let mut out = Vec::new();
+        if let Some(vals) = self.m.get(name) {
+            for (v, list) in vals {
+                if f(v) {
+                    out.extend_from_slice(list);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// Interned series index.
+#[derive(Default)]
+struct SeriesIndex {
+    by_ref: HashMap<u64, Arc<MemSeries>>,
+    by_hash: HashMap<u64, Vec<u64>>,
+    postings: MemPostings,
+    symbols: HashSet<Arc<str>>,
+}
+
+impl SeriesIndex {
+    fn intern(&mut self, s: &Arc<str>) -> Arc<str> {
+        if let Some(x) = self.symbols.get(s) {
+            return x.clone();
+        }
+        self.symbols.insert(s.clone());
+        s.clone()
+    }
+
+    fn lookup(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .filter_map(|r| self.by_ref.get(r))
+            .find(|s| &s.labels == labels)
+    }
+}
+
+fn labels_hash(l: &Labels) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    l.hash(&mut h);
+    h.finish()
+}
+
+/// Head counters, exported as metrics by the server.
+#[derive(Default, Debug)]
+pub struct HeadStats {
+    pub samples_appended: AtomicU64,
+    pub out_of_order_samples: AtomicU64,
+    pub out_of_bound_samples: AtomicU64,
+    pub duplicate_samples: AtomicU64,
+    pub series_created: AtomicU64,
+    pub series_removed: AtomicU64,
+    pub chunks_removed: AtomicU64,
+    pub wal_corruptions_repaired: AtomicU64,
+}
+
+/// Options of a head.
+#[derive(Clone, Debug)]
+pub struct HeadOptions {
+    /// The chunk range: chunks never cross a multiple of it. Equals the
+    /// minimum block duration.
+    pub chunk_range: i64,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            chunk_range: DEFAULT_BLOCK_DURATION,
+        }
+    }
+}
+
+/// The in-memory part of the database.
+pub struct Head {
+    opts: HeadOptions,
+    index: RwLock<SeriesIndex>,
+    next_ref: AtomicU64,
+    min_time: AtomicI64,
+    max_time: AtomicI64,
+    /// No sample older than this may be appended (max time of the newest
+    /// block persisted from the head).
+    min_valid_time: AtomicI64,
+    tombstones: Mutex<Tombstones>,
+    wal: Option<Mutex<Wal>>,
+    pub stats: HeadStats,
+}
+
+impl Head {
+    /// A head with no WAL: appends are not durable (backfill, tests).
+    pub fn new(opts: HeadOptions) -> Self {
+        Self::with_wal(opts, None)
+    }
+
+    pub fn with_wal(opts: HeadOptions, wal: Option<Wal>) -> Self {
+        Head {
+            opts,
+            index: RwLock::new(SeriesIndex::default()),
+            next_ref: AtomicU64::new(1),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+            min_valid_time: AtomicI64::new(i64::MIN),
+            tombstones: Mutex::new(Tombstones::new()),
+            wal: wal.map(Mutex::new),
+            stats: HeadStats::default(),
+        }
+    }
+
+    /// Attaches the WAL after replay, so replay itself is not logged again.
+    pub fn attach_wal(&mut self, wal: Wal) {
+        self.wal = Some(Mutex::new(wal));
+    }
+
+    pub fn chunk_range(&self) -> i64 {
+        self.opts.chunk_range
+    }
+
+    /// Smallest sample timestamp, or `i64::MAX` when empty.
+    pub fn min_time(&self) -> i64 {
+        self.min_time.load(Ordering::Acquire)
+    }
+
+    /// Largest sample timestamp, or `i64::MIN` when empty.
+    pub fn max_time(&self) -> i64 {
+        self.max_time.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.min_time() > self.max_time()
+    }
+
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_time.load(Ordering::Acquire)
+    }
+
+    pub fn set_min_valid_time(&self, t: i64) {
+        self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.index.read().by_ref.len()
+    }
+
+    /// Whether the head spans more than 1.5 chunk ranges, Prometheus' trigger
+    /// for cutting a block.
+    pub fn compactable(&self) -> bool {
+        !self.is_empty() && self.max_time() - self.min_time() > self.opts.chunk_range / 2 * 3
+    }
+
+    /// Approximate heap bytes held by series, chunks and the index.
+    pub fn heap_bytes(&self) -> usize {
+        let idx = self.index.read();
+        let series: usize = idx
+            .by_ref
+            .values()
+            .map(|s| {
+                std::mem::size_of::<MemSeries>()
+                    + s.labels.len() * std::mem::size_of::<Label>()
+                    + s.data.lock().heap_bytes()
+            })
+            .sum();
+        let symbols: usize = idx.symbols.iter().map(|s| s.len() + 16 + 16).sum();
+        let postings: usize = idx
+            .postings
+            .m
+            .values()
+            .flat_map(|v| v.values())
+            .map(|l| l.capacity() * 8 + 64)
+            .sum();
+        series + symbols + postings + idx.by_hash.len() * 48 + idx.by_ref.len() * 24
+    }
+
+    /// Starts a batch of appends.
+    pub fn appender(&self) -> Appender<'_> {
+        let head_max = self.max_time();
+        let min_valid = if head_max == i64::MIN {
+            self.min_valid_time()
+        } else {
+            (head_max - self.opts.chunk_range / 2).max(self.min_valid_time())
+        };
+        Appender {
+            head: self,
+            min_valid,
+            first: head_max == i64::MIN,
+            new_series: Vec::new(),
+            samples: Vec::new(),
+            series: Vec::new(),
+            mint: i64::MAX,
+            maxt: i64::MIN,
+        }
+    }
+
+    fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
+        let hash = labels_hash(labels);
+        if let Some(s) = self.index.read().lookup(hash, labels) {
+            return (s.clone(), false);
+        }
+        let mut idx = self.index.write();
+        if let Some(s) = idx.lookup(hash, labels) {
+            return (s.clone(), false);
+        }
+        let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        let s = self.insert_series(&mut idx, r, labels, hash);
+        (s, true)
+    }
+
+    fn insert_series(
+        &self,
+        idx: &mut SeriesIndex,
+        r: u64,
+        labels: &Labels,
+        hash: u64,
+    ) -> Arc<MemSeries> {
+        let interned = Labels::from_sorted(
+            labels
+                .iter()
+                .map(|l| Label {
+                    name: idx.intern(&l.name),
+                    value: idx.intern(&l.value),
+                })
+                .collect(),
+        );
+        let s = Arc::new(MemSeries {
+            series_ref: r,
+            labels: interned,
+            data: Mutex::new(SeriesData {
+                closed: Vec::new(),
+                open: None,
+                next_at: i64::MIN,
+                last_value: 0.0,
+            }),
+        });
+        idx.postings.add(r, &s.labels);
+        idx.by_hash.entry(hash).or_default().push(r);
+        idx.by_ref.insert(r, s.clone());
+        self.stats.series_created.fetch_add(1, Ordering::Relaxed);
+        s
+    }
+
+    fn update_min_max(&self, mint: i64, maxt: i64) {
+        self.min_time.fetch_min(mint, Ordering::AcqRel);
+        self.max_time.fetch_max(maxt, Ordering::AcqRel);
+    }
+
+    /// Series refs matching all matchers (Prometheus `PostingsForMatchers`).
+    fn postings_for_matchers(&self, idx: &SeriesIndex, ms: &[Matcher]) -> Vec<u64> {
+        let mut result: Option<Vec<u64>> = None;
+        let mut subtract: Vec<Vec<u64>> = Vec::new();
+        for m in ms {
+            if m.matches_empty() {
+                // Keep series lacking the label; drop those whose value fails.
+                subtract.push(idx.postings.union_where(&m.name, |v| !m.matches(v)));
+            } else {
+                let p = idx.postings.union_where(&m.name, |v| m.matches(v));
+                result = Some(match result {
+                    None => p,
+                    Some(r) => intersect(&r, &p),
+                });
+            }
+        }
+        let mut r = result.unwrap_or_else(|| {
+            let mut all: Vec<u64> = idx.by_ref.keys().copied().collect();
+            all.sort_unstable();
+            all
+        });
+        for s in subtract {
+            if !s.is_empty() {
+                r.retain(|x| s.binary_search(x).is_err());
+            }
+        }
+        r
+    }
+
+    /// Series matching `ms` with chunks overlapping `[mint, maxt]`, sorted by
+    /// labels. Series without data in the range are left out.
+    pub fn select(&self, ms: &[Matcher], mint: i64, maxt: i64) -> Vec<ChunkSeries> {
+        let series: Vec<Arc<MemSeries>> = {
+            let idx = self.index.read();
+            self.postings_for_matchers(&idx, ms)
+                .iter()
+                .filter_map(|r| idx.by_ref.get(r).cloned())
+                .collect()
+        };
+        let stones = self.tombstones.lock();
+        let mut out: Vec<ChunkSeries> = series
+            .into_iter()
+            .filter_map(|s| {
+                let chunks = s.data.lock().chunks_in(mint, maxt);
+                if chunks.is_empty() {
+                    return None;
+                }
+                Some(ChunkSeries {
+                    labels: s.labels.clone(),
+                    chunks,
+                    deleted: stones
+                        .get(s.series_ref)
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Label names of series matching `ms` (all series when empty), sorted.
+    pub fn label_names(&self, ms: &[Matcher]) -> Vec<String> {
+        let idx = self.index.read();
+        if ms.is_empty() {
+            return idx.postings.m.keys().map(|k| k.to_string()).collect();
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for r in self.postings_for_matchers(&idx, ms) {
+            if let Some(s) = idx.by_ref.get(&r) {
+                for l in &s.labels {
+                    names.insert(l.name.to_string());
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Values of label `name` among series matching `ms`, sorted.
+    pub fn label_values(&self, name: &str, ms: &[Matcher]) -> Vec<String> {
+        let idx = self.index.read();
+        if ms.is_empty() {
+            return idx
+                .postings
+                .m
+                .get(name)
+                .map(|v| v.keys().map(|k| k.to_string()).collect())
+                .unwrap_or_default();
+        }
+        let mut vals = std::collections::BTreeSet::new();
+        for r in self.postings_for_matchers(&idx, ms) {
+            if let Some(v) = idx.by_ref.get(&r).and_then(|s| s.labels.get(name)) {
+                vals.insert(v.to_string());
+            }
+        }
+        vals.into_iter().collect()
+    }
+
+    /// Marks `[mint, maxt]` deleted for every series matching `ms`; logged to
+    /// the WAL first so the deletion survives a restart.
+    pub fn delete(&self, ms: &[Matcher], mint: i64, maxt: i64) -> Result<usize> {
+        let refs = {
+            let idx = self.index.read();
+            self.postings_for_matchers(&idx, ms)
+        };
+        let stones: Vec<Stone> = refs
+            .iter()
+            .map(|&r| Stone {
+                series_ref: r,
+                mint,
+                maxt,
+            })
+            .collect();
+        if let Some(w) = &self.wal {
+            let mut buf = Vec::new();
+            record::encode_tombstones(&stones, &mut buf);
+            w.lock().log(&[&buf])?;
+        }
+        let mut t = self.tombstones.lock();
+        for s in &stones {
+            t.add(s.series_ref, Interval { mint, maxt });
+        }
+        Ok(refs.len())
+    }
+
+    /// Every series with all its chunks in `[mint, maxt]`, sorted by labels,
+    /// for writing a block. Chunks are whole: the chunk range guarantees that
+    /// no chunk crosses a block boundary.
+    pub fn chunk_series_in(&self, mint: i64, maxt: i64) -> Vec<ChunkSeries> {
+        self.select(&[], mint, maxt)
+            .into_iter()
+            .map(|mut s| {
+                s.chunks
+                    .retain(|c| c.min_time >= mint && c.max_time <= maxt);
+                s
+            })
+            .filter(|s| !s.chunks.is_empty())
+            .collect()
+    }
+
+    /// After `[.., mint)` has been persisted: drops older chunks, removes
+    /// series left without data, and forbids appends before `mint`.
+    pub fn truncate_memory(&self, mint: i64) {
+        self.set_min_valid_time(mint);
+        let all: Vec<Arc<MemSeries>> = self.index.read().by_ref.values().cloned().collect();
+        let mut empty = HashSet::new();
+        let mut new_min = i64::MAX;
+        for s in &all {
+            let mut d = s.data.lock();
+            let n = d.truncate_before(mint);
+            self.stats
+                .chunks_removed
+                .fetch_add(n as u64, Ordering::Relaxed);
+            if d.is_empty() {
+                empty.insert(s.series_ref);
+            } else if let Some(c) = d.closed.first() {
+                new_min = new_min.min(c.min_time);
+            } else if let Some(o) = &d.open {
+                new_min = new_min.min(o.min_time);
+            }
+        }
+        if !empty.is_empty() {
+            let mut idx = self.index.write();
+            let mut removed_labels = Vec::new();
+            for r in &empty {
+                // Re-check under the write lock: an append may have raced in.
+                let still_empty = idx.by_ref.get(r).is_some_and(|s| s.data.lock().is_empty());
+                if !still_empty {
+                    continue;
+                }
+                if let Some(s) = idx.by_ref.remove(r) {
+                    let h = labels_hash(&s.labels);
+                    if let Some(v) = idx.by_hash.get_mut(&h) {
+                        v.retain(|x| x != r);
+                        if v.is_empty() {
+                            idx.by_hash.remove(&h);
+                        }
+                    }
+                    removed_labels.push(s.labels.clone());
+                }
+            }
+            self.stats
+                .series_removed
+                .fetch_add(removed_labels.len() as u64, Ordering::Relaxed);
+            idx.postings.delete(&empty, &removed_labels);
+            let live: HashSet<Arc<str>> = idx
+                .by_ref
+                .values()
+                .flat_map(|s| {
+                    s.labels
+                        .iter()
+                        .flat_map(|l| [l.name.clone(), l.value.clone()])
+                })
+                .collect();
+            idx.symbols = live;
+        }
+        let mut t = self.tombstones.lock();
+        t.truncate_before(mint);
+        // Head time range now starts at the persisted boundary.
+        if new_min == i64::MAX {
+            self.min_time.store(i64::MAX, Ordering::Release);
+            self.max_time.store(i64::MIN, Ordering::Release);
+        } else {
+            self.min_time.store(new_min.max(mint), Ordering::Release);
+        }
+    }
+
+    /// Whether a series ref is still live (WAL checkpoint keep function).
+    pub fn has_series(&self, r: u64) -> bool {
+        self.index.read().by_ref.contains_key(&r)
+    }
+
+    pub fn wal(&self) -> Option<&Mutex<Wal>> {
+        self.wal.as_ref()
+    }
+
+    /// Stats for `/api/v1/status/tsdb`: series count per metric name.
+    pub fn series_count_by_metric(&self) -> Vec<(String, usize)> {
+        let idx = self.index.read();
+        let mut v: Vec<(String, usize)> = idx
+            .postings
+            .m
+            .get(crate::labels::METRIC_NAME)
+            .map(|vals| vals.iter().map(|(k, l)| (k.to_string(), l.len())).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Replays WAL records into the head (used on open). Series records
+    /// create series with their logged ref; samples go through the in-order
+    /// append path, so duplicates and older samples are skipped.
+    pub fn replay_record(&self, rec: &record::Record, state: &mut ReplayState) {
+        match rec {
+            record::Record::Series(series) => {
+                let mut idx = self.index.write();
+                for s in series {
+                    let hash = labels_hash(&s.labels);
+                    if let Some(existing) = idx.lookup(hash, &s.labels) {
+                        // Same labels logged twice under two refs (after a
+                        // checkpoint): map the new ref onto the existing one.
+                        state.ref_map.insert(s.series_ref, existing.series_ref);
+                        continue;
+                    }
+                    self.insert_series(&mut idx, s.series_ref, &s.labels, hash);
+                    self.next_ref.fetch_max(s.series_ref + 1, Ordering::Relaxed);
+                }
+            }
+            record::Record::Samples(samples) => {
+                let idx = self.index.read();
+                let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+                for smp in samples {
+                    let r = state
+                        .ref_map
+                        .get(&smp.series_ref)
+                        .copied()
+                        .unwrap_or(smp.series_ref);
+                    let Some(s) = idx.by_ref.get(&r) else {
+                        state.unknown_refs += 1;
+                        continue;
+                    };
+                    if smp.t < self.min_valid_time() {
+                        continue;
+                    }
+                    if s.data.lock().append(smp.t, smp.v, self.opts.chunk_range) {
+                        state.samples += 1;
+                        mint = mint.min(smp.t);
+                        maxt = maxt.max(smp.t);
+                    }
+                }
+                drop(idx);
+                if mint <= maxt {
+                    self.update_min_max(mint, maxt);
+                }
+            }
+            record::Record::Tombstones(stones) => {
+                let mut t = self.tombstones.lock();
+                for s in stones {
+                    let r = state
+                        .ref_map
+                        .get(&s.series_ref)
+                        .copied()
+                        .unwrap_or(s.series_ref);
+                    t.add(
+                        r,
+                        Interval {
+                            mint: s.mint,
+                            maxt: s.maxt,
+                        },
+                    );
+                }
+            }
+            _ => state.skipped_records += 1,
+        }
+    }
+}
+
+/// Progress of a WAL replay.
+#[derive(Default, Debug)]
+pub struct ReplayState {
+    pub ref_map: HashMap<u64, u64>,
+    pub samples: u64,
+    pub unknown_refs: u64,
+    pub skipped_records: u64,
+}
+
+fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// What one commit did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    pub appended: usize,
+    /// Samples dropped at commit because the batch itself went backwards.
+    pub out_of_order: usize,
+}
+
+/// A batch of samples for the head. Dropping it without commit discards it.
+pub struct Appender<'a> {
+    head: &'a Head,
+    min_valid: i64,
+    /// The head was empty when the batch started: the first sample sets the
+    /// append window (Prometheus' `initAppender`).
+    first: bool,
+    new_series: Vec<RefSeries>,
+    samples: Vec<RefSample>,
+    series: Vec<Arc<MemSeries>>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl Appender<'_> {
+    /// Adds a sample. `labels` must be valid (sorted, no empty values, which
+    /// [`Labels`] guarantees). Returns the series ref, which callers may cache.
+    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<u64> {
+        if labels.is_empty() {
+            return Err(Error::InvalidLabels("empty label set".into()));
+        }
+        if self.first {
+            self.first = false;
+            let head_min = t - self.head.opts.chunk_range / 2;
+            self.min_valid = head_min.max(self.head.min_valid_time());
+        }
+        if t < self.min_valid {
+            self.head
+                .stats
+                .out_of_bound_samples
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Error::OutOfBounds);
+        }
+        let (s, created) = self.head.get_or_create(labels);
+        if created {
+            self.new_series.push(RefSeries {
+                series_ref: s.series_ref,
+                labels: s.labels.clone(),
+            });
+        }
+        {
+            let d = s.data.lock();
+            if let Some(max) = d.max_time() {
+                if t < max {
+                    self.head
+                        .stats
+                        .out_of_order_samples
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::OutOfOrderSample);
+                }
+                if t == max && d.last_value.to_bits() != v.to_bits() {
+                    self.head
+                        .stats
+                        .duplicate_samples
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::DuplicateSampleForTimestamp);
+                }
+            }
+        }
+        self.mint = self.mint.min(t);
+        self.maxt = self.maxt.max(t);
+        self.samples.push(RefSample {
+            series_ref: s.series_ref,
+            t,
+            v,
+        });
+        self.series.push(s.clone());
+        Ok(s.series_ref)
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Makes the batch durable (WAL) and then visible. On a WAL error nothing
+    /// is applied and the error is returned: the caller must not acknowledge.
+    pub fn commit(self) -> Result<CommitStats> {
+        let head = self.head;
+        if let Some(w) = &head.wal {
+            let mut recs: Vec<Vec<u8>> = Vec::with_capacity(2);
+            if !self.new_series.is_empty() {
+                let mut b = Vec::new();
+                record::encode_series(&self.new_series, &mut b);
+                recs.push(b);
+            }
+            if !self.samples.is_empty() {
+                let mut b = Vec::new();
+                record::encode_samples(&self.samples, &mut b);
+                recs.push(b);
+            }
+            if !recs.is_empty() {
+                let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+                w.lock().log(&refs)?;
+            }
+        }
+        let mut stats = CommitStats::default();
+        let range = head.opts.chunk_range;
+        for (smp, s) in self.samples.iter().zip(self.series.iter()) {
+            if s.data.lock().append(smp.t, smp.v, range) {
+                stats.appended += 1;
+            } else {
+                stats.out_of_order += 1;
+            }
+        }
+        if stats.appended > 0 {
+            head.update_min_max(self.mint, self.maxt);
+        }
+        head.stats
+            .samples_appended
+            .fetch_add(stats.appended as u64, Ordering::Relaxed);
+        head.stats
+            .out_of_order_samples
+            .fetch_add(stats.out_of_order as u64, Ordering::Relaxed);
+        Ok(stats)
+    }
+
+    /// Discards the batch. Series it created stay (empty) until the next
+    /// truncation, as in Prometheus.
+    pub fn rollback(self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn append_rules_match_prometheus() {
+        let h = Head::new(HeadOptions::default());
+        let a = l(&[("__name__", "up"), ("job", "x")]);
+        let mut app = h.appender();
+        app.append(&a, 1000, 1.0).unwrap();
+        app.append(&a, 2000, 2.0).unwrap();
+        app.commit().unwrap();
+
+        let mut app = h.appender();
+        assert!(matches!(
+            app.append(&a, 1500, 1.0),
+            Err(Error::OutOfOrderSample)
+        ));
+        assert!(matches!(
+            app.append(&a, 2000, 3.0),
+            Err(Error::DuplicateSampleForTimestamp)
+        ));
+        // Same timestamp and value: accepted, then dropped at commit.
+        app.append(&a, 2000, 2.0).unwrap();
+        // More than chunk_range/2 before head max: out of bounds.
+        assert!(matches!(
+            app.append(&a, 2000 - DEFAULT_BLOCK_DURATION, 1.0),
+            Err(Error::OutOfBounds)
+        ));
+        let st = app.commit().unwrap();
+        assert_eq!(
+            st,
+            CommitStats {
+                appended: 0,
+                out_of_order: 1
+            }
+        );
+
+        let s = h.select(&[Matcher::equal("job", "x")], 0, 10_000);
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s[0].samples(0, 10_000).unwrap(),
+            vec![(1000, 1.0), (2000, 2.0)]
+        );
+    }
+
+    #[test]
+    fn stale_markers_are_kept_bit_exact() {
+        let h = Head::new(HeadOptions::default());
+        let a = l(&[("__name__", "m")]);
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let mut app = h.appender();
+        app.append(&a, 1, 1.0).unwrap();
+        app.append(&a, 2, stale).unwrap();
+        app.commit().unwrap();
+        let s = h.select(&[], 0, 10);
+        assert_eq!(s[0].samples(0, 10).unwrap()[1].1.to_bits(), stale.to_bits());
+    }
+
+    #[test]
+    fn chunks_are_cut_like_prometheus() {
+        // 15s scrapes over 4h: chunks end on the 2h boundary and hold ~120.
+        let h = Head::new(HeadOptions::default());
+        let a = l(&[("__name__", "m")]);
+        for i in 0..960 {
+            let mut app = h.appender();
+            app.append(&a, i * 15_000, i as f64).unwrap();
+            app.commit().unwrap();
+        }
+        let s = h.select(&[], i64::MIN, i64::MAX);
+        let sizes: Vec<i64> = s[0]
+            .chunks
+            .iter()
+            .map(|c| (c.max_time - c.min_time) / 15_000 + 1)
+            .collect();
+        assert_eq!(sizes.iter().sum::<i64>(), 960);
+        assert!(sizes.iter().all(|&n| n == 120), "{sizes:?}");
+        assert!(s[0]
+            .chunks
+            .iter()
+            .all(|c| c.min_time / DEFAULT_BLOCK_DURATION == c.max_time / DEFAULT_BLOCK_DURATION));
+    }
+
+    #[test]
+    fn matchers_select_like_prometheus() {
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        for (i, ls) in [
+            l(&[("__name__", "a"), ("x", "1")]),
+            l(&[("__name__", "a"), ("x", "2")]),
+            l(&[("__name__", "a")]),
+            l(&[("__name__", "b"), ("x", "1")]),
+        ]
+        .iter()
+        .enumerate()
+        {
+            app.append(ls, 10, i as f64).unwrap();
+        }
+        app.commit().unwrap();
+        let q = |ms: Vec<Matcher>| -> Vec<String> {
+            h.select(&ms, 0, 100)
+                .iter()
+                .map(|s| s.labels.to_string())
+                .collect()
+        };
+        use crate::labels::MatchType::*;
+        let m = |k, n: &str, v: &str| Matcher::new(k, n, v).unwrap();
+        assert_eq!(
+            q(vec![m(Equal, "__name__", "a"), m(Equal, "x", "")]),
+            [r#"{__name__="a"}"#]
+        );
+        assert_eq!(
+            q(vec![m(Equal, "__name__", "a"), m(NotEqual, "x", "1")]),
+            [r#"{__name__="a"}"#, r#"{__name__="a", x="2"}"#]
+        );
+        assert_eq!(q(vec![m(Regex, "x", "1|2")]).len(), 3);
+        assert_eq!(q(vec![m(NotRegex, "x", ".+")]), [r#"{__name__="a"}"#]);
+        assert_eq!(q(vec![]).len(), 4);
+        assert_eq!(h.label_values("x", &[]), ["1", "2"]);
+        assert_eq!(
+            h.label_names(&[m(Equal, "__name__", "b")]),
+            ["__name__", "x"]
+        );
+    }
+
+    #[test]
+    fn truncation_drops_old_series_and_window() {
+        let h = Head::new(HeadOptions::default());
+        let a = l(&[("__name__", "old")]);
+        let b = l(&[("__name__", "new")]);
+        let mut app = h.appender();
+        app.append(&a, 1000, 1.0).unwrap();
+        app.append(&b, 1000, 1.0).unwrap();
+        app.commit().unwrap();
+        for t in [DEFAULT_BLOCK_DURATION + 1000, 2 * DEFAULT_BLOCK_DURATION] {
+            let mut app = h.appender();
+            app.append(&b, t, 2.0).unwrap();
+            app.commit().unwrap();
+        }
+        assert!(h.compactable());
+        h.truncate_memory(DEFAULT_BLOCK_DURATION);
+        assert_eq!(h.num_series(), 1);
+        assert_eq!(h.min_time(), DEFAULT_BLOCK_DURATION + 1000);
+        let mut app = h.appender();
+        assert!(matches!(app.append(&a, 5, 1.0), Err(Error::OutOfBounds)));
+    }
+
+    #[test]
+    fn concurrent_appends_and_reads_see_consistent_chunks() {
+        let h = Arc::new(Head::new(HeadOptions::default()));
+        let a = l(&[("__name__", "m")]);
+        let w = {
+            let h = h.clone();
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000i64 {
+                    let mut app = h.appender();
+                    app.append(&a, i, i as f64).unwrap();
+                    app.commit().unwrap();
+                }
+            })
+        };
+        for _ in 0..200 {
+            for s in h.select(&[], i64::MIN, i64::MAX) {
+                let smp = s.samples(i64::MIN, i64::MAX).unwrap();
+                for (i, (t, v)) in smp.iter().enumerate() {
+                    assert_eq!(*t, i as i64);
+                    assert_eq!(*v, i as f64);
+                }
+            }
+        }
+        w.join().unwrap();
+        let s = h.select(&[], i64::MIN, i64::MAX);
+        assert_eq!(s[0].samples(i64::MIN, i64::MAX).unwrap().len(), 20_000);
+    }
+}

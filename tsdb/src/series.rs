@@ -1,0 +1,167 @@
+//! What a query gets back: series with their chunks, and sample iteration.
+//!
+//! Every reader (a persisted [`crate::block::Block`], the in-memory
+//! [`crate::head::Head`], the merged [`crate::db::Db`]) answers a selection
+//! with [`ChunkSeries`]: a label set, the chunks that overlap the requested
+//! time range, and the deleted intervals (tombstones) that still apply.
+//! Chunks are handed out, not samples, because the two main consumers want
+//! chunks: remote read's `STREAMED_XOR_CHUNKS` and the StoreAPI ship them as
+//! they are. The PromQL engine calls [`ChunkSeries::samples`].
+//!
+//! Chunk bytes are shared, never copied per reader: a block chunk is an
+//! [`Arc`] of the block plus a reference into its memory-mapped segment file;
+//! a head chunk is an `Arc<[u8]>` snapshot of the chunk at selection time, so
+//! appends that happen afterwards cannot change what the query sees.
+
+use std::sync::Arc;
+
+use crate::chunkenc::{Encoding, XorIter};
+use crate::error::Result;
+use crate::labels::Labels;
+use crate::tombstones::{is_deleted, Interval};
+
+/// Where a chunk's bytes live.
+#[derive(Clone)]
+pub enum ChunkBytes {
+    /// A snapshot taken from the head (or built in memory).
+    Owned(Arc<[u8]>),
+    /// A chunk in a persisted block, read through its memory map on use.
+    Block(Arc<crate::block::Block>, u64),
+}
+
+impl std::fmt::Debug for ChunkBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkBytes::Owned(b) => write!(f, "Owned({} bytes)", b.len()),
+            ChunkBytes::Block(b, r) => write!(f, "Block({}, {r:#x})", b.meta().ulid),
+        }
+    }
+}
+
+/// One chunk of a series, with its closed time range `[min_time, max_time]`.
+#[derive(Clone, Debug)]
+pub struct ChunkData {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub encoding: Encoding,
+    pub bytes: ChunkBytes,
+}
+
+impl ChunkData {
+    /// The raw chunk payload (what Prometheus stores after the encoding byte).
+    pub fn with_bytes<R>(&self, f: impl FnOnce(Encoding, &[u8]) -> R) -> Result<R> {
+        match &self.bytes {
+            ChunkBytes::Owned(b) => Ok(f(self.encoding, b)),
+            ChunkBytes::Block(block, r) => {
+                let (enc, data) = block.chunk(*r)?;
+                Ok(f(enc, data))
+            }
+        }
+    }
+
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.min_time <= maxt && self.max_time >= mint
+    }
+}
+
+/// A series as a reader returns it.
+#[derive(Clone, Debug)]
+pub struct ChunkSeries {
+    pub labels: Labels,
+    /// Sorted by `min_time`. May overlap when blocks overlap.
+    pub chunks: Vec<ChunkData>,
+    /// Deleted intervals, sorted and disjoint.
+    pub deleted: Vec<Interval>,
+}
+
+impl ChunkSeries {
+    /// The float samples in `[mint, maxt]`, sorted by time, one per timestamp,
+    /// tombstones applied. Overlapping chunks (from overlapping blocks) are
+    /// merged; on equal timestamps the sample from the later chunk wins.
+    pub fn samples(&self, mint: i64, maxt: i64) -> Result<Vec<(i64, f64)>> {
+        let mut out: Vec<(i64, f64)> = Vec::new();
+        let mut sorted = true;
+        for c in &self.chunks {
+            if !c.overlaps(mint, maxt) {
+                continue;
+            }
+            let before = out.len();
+            c.with_bytes(|enc, data| {
+                if enc == Encoding::Xor {
+                    let mut it = XorIter::new(data);
+                    if let Some(first) = it.seek(mint) {
+                        let mut s = Some(first);
+                        while let Some((t, v)) = s {
+                            if t > maxt {
+                                break;
+                            }
+                            out.push((t, v));
+                            s = it.next();
+                        }
+                    }
+                }
+                // Histogram chunks are not decoded yet; they are skipped.
+            })?;
+            if before > 0 && out.len() > before && out[before].0 <= out[before - 1].0 {
+                sorted = false;
+            }
+        }
+        if !sorted {
+            // Stable sort keeps chunk order among equal timestamps; keep the last.
+            out.sort_by_key(|s| s.0);
+            let mut dedup: Vec<(i64, f64)> = Vec::with_capacity(out.len());
+            for s in out {
+                match dedup.last_mut() {
+                    Some(l) if l.0 == s.0 => *l = s,
+                    _ => dedup.push(s),
+                }
+            }
+            out = dedup;
+        }
+        if !self.deleted.is_empty() {
+            out.retain(|(t, _)| !is_deleted(&self.deleted, *t));
+        }
+        Ok(out)
+    }
+}
+
+/// Merges per-source selections (each sorted by labels) into one list sorted
+/// by labels, joining the chunks of equal label sets.
+pub fn merge_series_sets(sets: Vec<Vec<ChunkSeries>>) -> Vec<ChunkSeries> {
+    let mut all: Vec<ChunkSeries> = sets.into_iter().flatten().collect();
+    // Stable: keeps source order (older blocks first, head last) among equals.
+    all.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut out: Vec<ChunkSeries> = Vec::with_capacity(all.len());
+    for s in all {
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => {
+                last.chunks.extend(s.chunks);
+                last.chunks.sort_by_key(|c| c.min_time);
+                for iv in s.deleted {
+                    crate::tombstones::add_interval(&mut last.deleted, iv);
+                }
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// Turns a list of samples into XOR chunks, cut every `max_samples` samples.
+/// Used when rewriting series (compaction with tombstones applied).
+pub fn samples_to_chunks(samples: &[(i64, f64)], max_samples: usize) -> Vec<ChunkData> {
+    let mut out = Vec::new();
+    for part in samples.chunks(max_samples.max(1)) {
+        let mut c = crate::chunkenc::XorChunk::new();
+        for &(t, v) in part {
+            c.append(t, v);
+        }
+        out.push(ChunkData {
+            min_time: part[0].0,
+            max_time: part[part.len() - 1].0,
+            encoding: Encoding::Xor,
+            bytes: ChunkBytes::Owned(Arc::from(c.bytes())),
+        });
+    }
+    out
+}
