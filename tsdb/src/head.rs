@@ -279,7 +279,11 @@ impl MemPostings {
 #[derive(Default)]
 struct SeriesIndex {
     by_ref: HashMap<u64, Arc<MemSeries>>,
-    by_hash: HashMap<u64, Vec<u64>>,
+    /// Label-set hash → series ref. A hash shared by two label sets (rare)
+    /// keeps the other refs in `collisions`, so the common case costs no
+    /// allocation per series.
+    by_hash: HashMap<u64, u64>,
+    collisions: HashMap<u64, Vec<u64>>,
     postings: MemPostings,
     symbols: HashSet<Arc<str>>,
 }
@@ -294,11 +298,40 @@ impl SeriesIndex {
     }
 
     fn lookup(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
-        self.by_hash
-            .get(&hash)?
-            .iter()
+        let first = self.by_hash.get(&hash)?;
+        std::iter::once(first)
+            .chain(self.collisions.get(&hash).into_iter().flatten())
             .filter_map(|r| self.by_ref.get(r))
             .find(|s| &s.labels == labels)
+    }
+
+    fn add_hash(&mut self, hash: u64, r: u64) {
+        if let Some(&existing) = self.by_hash.get(&hash) {
+            if existing != r {
+                self.collisions.entry(hash).or_default().push(r);
+            }
+        } else {
+            self.by_hash.insert(hash, r);
+        }
+    }
+
+    fn remove_hash(&mut self, hash: u64, r: u64) {
+        if self.by_hash.get(&hash) == Some(&r) {
+            // Promote a colliding ref, if any, to the primary slot.
+            match self.collisions.get_mut(&hash).and_then(|v| v.pop()) {
+                Some(next) => {
+                    self.by_hash.insert(hash, next);
+                }
+                None => {
+                    self.by_hash.remove(&hash);
+                }
+            }
+        } else if let Some(v) = self.collisions.get_mut(&hash) {
+            v.retain(|x| *x != r);
+        }
+        if self.collisions.get(&hash).is_some_and(|v| v.is_empty()) {
+            self.collisions.remove(&hash);
+        }
     }
 }
 
@@ -433,7 +466,7 @@ impl Head {
             .flat_map(|v| v.values())
             .map(|l| l.capacity() * 8 + 64)
             .sum();
-        series + symbols + postings + idx.by_hash.len() * 48 + idx.by_ref.len() * 24
+        series + symbols + postings + idx.by_hash.len() * 24 + idx.by_ref.len() * 24
     }
 
     /// Starts a batch of appends.
@@ -497,7 +530,7 @@ impl Head {
             }),
         });
         idx.postings.add(r, &s.labels);
-        idx.by_hash.entry(hash).or_default().push(r);
+        idx.add_hash(hash, r);
         idx.by_ref.insert(r, s.clone());
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
         s
@@ -679,13 +712,7 @@ impl Head {
                     continue;
                 }
                 if let Some(s) = idx.by_ref.remove(r) {
-                    let h = labels_hash(&s.labels);
-                    if let Some(v) = idx.by_hash.get_mut(&h) {
-                        v.retain(|x| x != r);
-                        if v.is_empty() {
-                            idx.by_hash.remove(&h);
-                        }
-                    }
+                    idx.remove_hash(labels_hash(&s.labels), *r);
                     removed_labels.push(s.labels.clone());
                 }
             }
@@ -1012,6 +1039,23 @@ mod tests {
             s[0].samples(0, 10_000).unwrap(),
             vec![(1000, 1.0), (2000, 2.0)]
         );
+    }
+
+    #[test]
+    fn hash_collisions_keep_every_series_reachable() {
+        let mut idx = SeriesIndex::default();
+        let h = Head::new(HeadOptions::default());
+        let (a, b) = (l(&[("x", "a")]), l(&[("x", "b")]));
+        // Force both label sets under one hash.
+        h.insert_series(&mut idx, 1, &a, 42);
+        h.insert_series(&mut idx, 2, &b, 42);
+        assert_eq!(idx.lookup(42, &a).unwrap().series_ref, 1);
+        assert_eq!(idx.lookup(42, &b).unwrap().series_ref, 2);
+        idx.remove_hash(42, 1);
+        assert!(idx.lookup(42, &a).is_none());
+        assert_eq!(idx.lookup(42, &b).unwrap().series_ref, 2);
+        idx.remove_hash(42, 2);
+        assert!(idx.by_hash.is_empty() && idx.collisions.is_empty());
     }
 
     #[test]

@@ -218,3 +218,46 @@ fn torn_wal_tail_is_repaired_and_reported() {
         .unwrap();
     assert_eq!(s[0].samples(i64::MIN, i64::MAX).unwrap().len(), n + 10);
 }
+
+#[test]
+fn wal_is_checkpointed_after_head_compaction_and_replays_from_the_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = || DbOptions {
+        wal_segment_size: 64 * 1024,
+        ..DbOptions::default()
+    };
+    let want;
+    {
+        let (db, _) = Db::open(d.path(), opts()).unwrap();
+        fill(&db, 0, 9 * H, 15_000);
+        let (first_before, _) = strata_tsdb::wal::Wal::segment_range(&d.path().join("wal"))
+            .unwrap()
+            .unwrap();
+        db.compact().unwrap();
+        let (first_after, _) = strata_tsdb::wal::Wal::segment_range(&d.path().join("wal"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            first_after > first_before,
+            "old segments were not truncated"
+        );
+        let cp = strata_tsdb::wal::last_checkpoint(&d.path().join("wal")).unwrap();
+        assert!(cp.is_some(), "no checkpoint written");
+        want = db
+            .select(&[Matcher::equal("i", "2")], i64::MIN, i64::MAX)
+            .unwrap()[0]
+            .samples(i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(want.len() as i64, 9 * H / 15_000);
+    }
+    let (db, report) = Db::open(d.path(), opts()).unwrap();
+    assert!(report.wal_repaired.is_none());
+    let got = db
+        .select(&[Matcher::equal("i", "2")], i64::MIN, i64::MAX)
+        .unwrap()[0]
+        .samples(i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(got, want);
+    // Nothing is duplicated between blocks and the replayed head.
+    assert_eq!(db.head().min_time(), 6 * H);
+}
