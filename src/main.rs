@@ -78,7 +78,7 @@ struct AnalyzeArgs {
     /// How many items to show in each list.
     #[arg(long, default_value_t = 20)]
     limit: usize,
-    /// Also print chunk statistics (always printed; accepted for promtool compatibility).
+    /// Also print chunk fullness (compaction analysis).
     #[arg(long)]
     extended: bool,
 }
@@ -144,9 +144,13 @@ fn tsdb_tool(cmd: TsdbCommand) -> Result<()> {
             let ms = tools::parse_selector(&matcher).context("invalid --match")?;
             tools::dump(&db_path, min_time, max_time, &ms, &mut out)?
         }
-        TsdbCommand::Analyze(a) => {
-            tools::analyze(&a.db_path, a.block_id.as_deref(), a.limit, &mut out)?
-        }
+        TsdbCommand::Analyze(a) => tools::analyze(
+            &a.db_path,
+            a.block_id.as_deref(),
+            a.limit,
+            a.extended,
+            &mut out,
+        )?,
         TsdbCommand::CreateBlocksFrom {
             cmd:
                 CreateBlocksFrom::Openmetrics {

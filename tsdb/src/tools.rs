@@ -7,7 +7,7 @@
 //! Everything writes to a caller-supplied `Write`, so the binary stays thin
 //! and tests compare output directly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -259,11 +259,14 @@ pub fn dump(dir: &Path, mint: i64, maxt: i64, ms: &[Matcher], out: &mut dyn Writ
 }
 
 /// `tools tsdb analyze`: cardinality report for one block (the newest by
-/// default), in promtool's layout.
+/// default), in promtool 2.42's layout and with its metrics: churn is the
+/// share of the block's time range that a label's series do not cover.
+/// Ties are printed in name order (promtool's order among ties is random).
 pub fn analyze(
     dir: &Path,
     block_id: Option<&str>,
     limit: usize,
+    extended: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     let blocks = crate::db::open_blocks(dir)?;
@@ -279,108 +282,118 @@ pub fn analyze(
     };
     let m = block.meta();
     let ix = block.index();
-    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(werr);
-    w(out, format!("Block ID: {}", m.ulid))?;
-    w(
-        out,
-        format!("Duration: {}", go_duration(m.max_time - m.min_time)),
-    )?;
-    w(out, format!("Series: {}", m.stats.num_series))?;
+    let span = (m.max_time - m.min_time).max(1) as u64;
+    let mut text = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(text, "Block ID: {}", m.ulid);
+    let _ = writeln!(text, "Duration: {}", go_duration(m.max_time - m.min_time));
+    let _ = writeln!(text, "Series: {}", m.stats.num_series);
     let names = ix.label_names()?;
-    w(out, format!("Label names: {}", names.len()))?;
+    let _ = writeln!(text, "Label names: {}", names.len());
 
-    let mut postings_total = 0usize;
-    let mut pairs: Vec<(String, usize)> = Vec::new();
-    let mut cumulative: Vec<(String, usize)> = Vec::new();
-    let mut cardinality: Vec<(String, usize)> = Vec::new();
-    let mut unique = 0usize;
+    let mut labels_uncovered: HashMap<String, u64> = HashMap::new();
+    let mut pairs_uncovered: HashMap<String, u64> = HashMap::new();
+    let mut pairs_count: HashMap<String, u64> = HashMap::new();
+    let mut entries = 0u64;
+    let mut chks = Vec::new();
+    let mut fullness = [0u64; 10];
+    let mut total_chunks = 0u64;
+    for r in ix.all_postings()? {
+        let lbls = ix.series(r, &mut chks)?;
+        let (Some(first), Some(last)) = (chks.first(), chks.last()) else {
+            continue;
+        };
+        let uncovered = span.saturating_sub((last.max_time - first.min_time) as u64);
+        for l in &lbls {
+            let key = format!("{}={}", l.name, l.value);
+            *labels_uncovered.entry(l.name.to_string()).or_default() += uncovered;
+            *pairs_uncovered.entry(key.clone()).or_default() += uncovered;
+            *pairs_count.entry(key).or_default() += 1;
+            entries += 1;
+        }
+        if extended {
+            for c in &chks {
+                let (_, data) = block.chunk(c.chunk_ref)?;
+                let n = u16::from_be_bytes([
+                    data.first().copied().unwrap_or(0),
+                    data.get(1).copied().unwrap_or(0),
+                ]);
+                let size = f64::from(n).min(120.0);
+                let bucket = ((10.0 * size / 120.0).ceil() as usize).clamp(1, 10) - 1;
+                fullness[bucket] += 1;
+                total_chunks += 1;
+            }
+        }
+    }
+    let _ = writeln!(
+        text,
+        "Postings (unique label pairs): {}",
+        pairs_uncovered.len()
+    );
+    let _ = writeln!(text, "Postings entries (total label pairs): {entries}");
+    let print = |text: &mut String, title: &str, v: Vec<(String, u64)>| {
+        let mut v = v;
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let _ = writeln!(text, "\n{title}:");
+        for (k, c) in v.into_iter().take(limit) {
+            let _ = writeln!(text, "{c} {k}");
+        }
+    };
+    let churn = |m: HashMap<String, u64>| -> Vec<(String, u64)> {
+        m.into_iter()
+            .map(|(k, v)| (k, (v as f64 / span as f64) as u64))
+            .collect()
+    };
+    print(
+        &mut text,
+        "Label pairs most involved in churning",
+        churn(pairs_uncovered),
+    );
+    print(
+        &mut text,
+        "Label names most involved in churning",
+        churn(labels_uncovered),
+    );
+    print(
+        &mut text,
+        "Most common label pairs",
+        pairs_count.into_iter().collect(),
+    );
+    let mut cumulative = Vec::new();
+    let mut cardinality = Vec::new();
     for n in &names {
         let vals = ix.label_values(n)?;
-        cardinality.push((n.clone(), vals.len()));
-        cumulative.push((n.clone(), vals.iter().map(String::len).sum()));
-        for v in &vals {
-            let c = ix.postings(n, v)?.len();
-            postings_total += c;
-            unique += 1;
-            pairs.push((format!("{n}={v}"), c));
+        cumulative.push((n.clone(), vals.iter().map(|v| v.len() as u64).sum()));
+        cardinality.push((n.clone(), vals.len() as u64));
+    }
+    print(
+        &mut text,
+        "Label names with highest cumulative label value length",
+        cumulative,
+    );
+    print(&mut text, "Highest cardinality labels", cardinality);
+    let mut metrics = Vec::new();
+    for v in ix.label_values(crate::labels::METRIC_NAME)? {
+        let c = ix.postings(crate::labels::METRIC_NAME, &v)?.len() as u64;
+        metrics.push((v, c));
+    }
+    print(&mut text, "Highest cardinality metric names", metrics);
+    if extended {
+        let _ = writeln!(text, "\nCompaction analysis:");
+        let _ = writeln!(
+            text,
+            "Fullness: Amount of samples in chunks (100% is 120 samples)"
+        );
+        for (i, c) in fullness.iter().enumerate() {
+            let pct = if total_chunks == 0 {
+                0
+            } else {
+                100 * c / total_chunks
+            };
+            let _ = writeln!(text, "{:>7}%: {}", (i + 1) * 10, "#".repeat(pct as usize));
         }
     }
-    w(out, format!("Postings (unique label pairs): {unique}"))?;
-    w(
-        out,
-        format!("Postings entries (total label pairs): {postings_total}"),
-    )?;
-    let top = |v: &mut Vec<(String, usize)>| {
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.truncate(limit);
-    };
-    top(&mut pairs);
-    w(out, "\nMost common label pairs:".into())?;
-    for (k, c) in &pairs {
-        w(out, format!("{c} {k}"))?;
-    }
-    top(&mut cumulative);
-    w(
-        out,
-        "\nLabel names with highest cumulative label value length:".into(),
-    )?;
-    for (k, c) in &cumulative {
-        w(out, format!("{c} {k}"))?;
-    }
-    top(&mut cardinality);
-    w(out, "\nHighest cardinality labels:".into())?;
-    for (k, c) in &cardinality {
-        w(out, format!("{c} {k}"))?;
-    }
-    let mut metrics: Vec<(String, usize)> = ix
-        .label_values(crate::labels::METRIC_NAME)?
-        .into_iter()
-        .map(|v| {
-            let c = ix
-                .postings(crate::labels::METRIC_NAME, &v)
-                .map(|p| p.len())
-                .unwrap_or(0);
-            (v, c)
-        })
-        .collect();
-    top(&mut metrics);
-    w(out, "\nHighest cardinality metric names:".into())?;
-    for (k, c) in &metrics {
-        w(out, format!("{c} {k}"))?;
-    }
-    // Chunk-level stats (promtool's --extended): samples per chunk.
-    let mut per_metric: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut chunk_metas = Vec::new();
-    let mut samples_hist: HashMap<u16, u64> = HashMap::new();
-    for r in ix.all_postings()? {
-        let l = ix.series(r, &mut chunk_metas)?;
-        let e = per_metric.entry(l.metric_name().to_string()).or_default();
-        for c in &chunk_metas {
-            let (_, data) = block.chunk(c.chunk_ref)?;
-            let n = u16::from_be_bytes([
-                data.first().copied().unwrap_or(0),
-                data.get(1).copied().unwrap_or(0),
-            ]);
-            *samples_hist.entry(n).or_default() += 1;
-            e.0 += 1;
-            e.1 += u64::from(n);
-        }
-    }
-    let chunks: u64 = samples_hist.values().sum();
-    let samples: u64 = samples_hist.iter().map(|(k, v)| u64::from(*k) * v).sum();
-    w(out, "\nCompaction analysis:".into())?;
-    w(out, format!("Chunks: {chunks}"))?;
-    w(out, format!("Samples: {samples}"))?;
-    if chunks > 0 {
-        w(
-            out,
-            format!(
-                "Average samples per chunk: {:.1}",
-                samples as f64 / chunks as f64
-            ),
-        )?;
-    }
-    Ok(())
+    out.write_all(text.as_bytes()).map_err(werr)
 }
 
 #[cfg(test)]
