@@ -385,11 +385,7 @@ pub fn analyze(
             "Fullness: Amount of samples in chunks (100% is 120 samples)"
         );
         for (i, c) in fullness.iter().enumerate() {
-            let pct = if total_chunks == 0 {
-                0
-            } else {
-                100 * c / total_chunks
-            };
+            let pct = (100 * c).checked_div(total_chunks).unwrap_or(0);
             let _ = writeln!(text, "{:>7}%: {}", (i + 1) * 10, "#".repeat(pct as usize));
         }
     }
