@@ -8,12 +8,21 @@ use strata_tsdb::block::{write_block, Block, WriteOptions};
 use strata_tsdb::head::{Head, HeadOptions};
 use strata_tsdb::labels::{Labels, MatchType, Matcher};
 
-const SERIES: usize = 20_000;
 const SAMPLES: i64 = 480; // 2h at 15s
 
-fn build_block(dir: &std::path::Path) -> std::sync::Arc<Block> {
+/// 20k series (a 10k selection) when benchmarking; a small smoke-test size
+/// when a test runner executes the benchmarks once (`cargo nextest`).
+fn series_count() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        20_000
+    } else {
+        200
+    }
+}
+
+fn build_block(dir: &std::path::Path, series: usize) -> std::sync::Arc<Block> {
     let head = Head::new(HeadOptions::default());
-    let labels: Vec<Labels> = (0..SERIES)
+    let labels: Vec<Labels> = (0..series)
         .map(|i| {
             Labels::from_pairs([
                 // Half the series are `node_cpu_seconds_total`: a 10k selection.
@@ -64,7 +73,8 @@ fn build_block(dir: &std::path::Path) -> std::sync::Arc<Block> {
 
 fn bench_select(c: &mut Criterion) {
     let d = tempfile::tempdir().unwrap();
-    let block = build_block(d.path());
+    let series = series_count();
+    let block = build_block(d.path(), series);
     let all = [Matcher::equal("__name__", "node_cpu_seconds_total")];
     let narrow = [
         Matcher::equal("__name__", "node_cpu_seconds_total"),
@@ -72,7 +82,7 @@ fn bench_select(c: &mut Criterion) {
         Matcher::new(MatchType::NotEqual, "mode", "idle").unwrap(),
     ];
     let n = block.select(&all, i64::MIN, i64::MAX).unwrap().len();
-    assert_eq!(n, SERIES / 2);
+    assert_eq!(n, series / 2);
     let mut g = c.benchmark_group("select");
     g.throughput(Throughput::Elements(n as u64 * SAMPLES as u64));
     g.bench_function("10k_series_select_and_decode", |b| {
