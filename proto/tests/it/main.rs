@@ -1,0 +1,4 @@
+//! strata-proto integration tests: one binary (see ARCHITECTURE.md).
+
+mod grpc;
+mod wire;
