@@ -2,7 +2,8 @@
 # The project's test command (README "Quickstart", step 2; CI runs exactly this).
 #
 # Installs what the tests need when it is missing, then runs: format check,
-# clippy with warnings denied, the whole test suite, and the doc tests.
+# clippy with warnings denied, the PromQL conformance scoreboard
+# (CONFORMANCE.md), the whole test suite, and the doc tests.
 # Safe to run again: every install step is skipped when its tool is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,23 @@ cargo fmt --all -- --check
 
 log "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# PromQL conformance: Prometheus's promqltest files live in shared/, beside
+# the checkout (never copied into the repo). Failing evals do not fail the
+# run; passing fewer than the floor does. It runs before the test suite so
+# that the test runner's summary stays the last line. A debug build: it
+# reuses what clippy/the tests compile (release would add minutes on 2 cores).
+conformance_dir=../shared/promqltest
+if [ -d "$conformance_dir" ]; then
+  log "PromQL conformance (floor $(cat promql/conformance-floor.txt))"
+  cargo run --locked --quiet --bin strata -- tools promqltest \
+    --floor "$(cat promql/conformance-floor.txt)" "$conformance_dir" | tail -n 30
+elif [ "${CI:-}" = true ]; then
+  echo "error: $conformance_dir is missing; CI needs it for the conformance floor" >&2
+  exit 1
+else
+  log "skipping PromQL conformance: $conformance_dir not found"
+fi
 
 log "tests: ${runner[*]}"
 "${runner[@]}" --locked

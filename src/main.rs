@@ -34,6 +34,18 @@ enum ToolsCommand {
         #[command(subcommand)]
         cmd: TsdbCommand,
     },
+    /// Run PromQL conformance files (Prometheus's promqltest format).
+    Promqltest(PromqltestArgs),
+}
+
+#[derive(Args)]
+struct PromqltestArgs {
+    /// Test files, or directories whose `*.test` files are run (not recursive).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Exit with status 1 when fewer evals than this pass.
+    #[arg(long)]
+    floor: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -110,7 +122,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -118,12 +130,66 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Command::Tools {
             cmd: ToolsCommand::Tsdb { cmd },
-        } => tsdb_tool(cmd),
+        } => tsdb_tool(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Tools {
+            cmd: ToolsCommand::Promqltest(args),
+        } => promqltest_tool(args),
     }
+}
+
+/// Longest failure reason printed, in characters.
+const MAX_REASON: usize = 300;
+
+/// Reads the files, runs them, prints one line per failure, a table, and
+/// last the line `N passed, M failed` (CI reads it). Failing evals do not
+/// fail the command; only a broken `--floor` does.
+fn promqltest_tool(args: PromqltestArgs) -> Result<ExitCode> {
+    use strata_promql::promqltest;
+    let mut files = Vec::new();
+    for p in &args.paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "test"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let opts = promqltest::harness_options();
+    let mut reports = Vec::new();
+    for f in &files {
+        let content =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let name = f.display().to_string();
+        let report = promqltest::run_test_file(&name, &content, &opts);
+        for failure in &report.failures {
+            println!("{}", promqltest::format_failure(&name, failure, MAX_REASON));
+        }
+        reports.push(report);
+    }
+    println!();
+    print!("{}", promqltest::summary_table(&reports));
+    let (passed, failed) = promqltest::totals(&reports);
+    let broken = args.floor.filter(|floor| passed < *floor);
+    if let Some(floor) = broken {
+        eprintln!(
+            "error: conformance floor broken: {passed} evals passed, the floor is {floor} (promql/conformance-floor.txt)"
+        );
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if broken.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn tsdb_tool(cmd: TsdbCommand) -> Result<()> {

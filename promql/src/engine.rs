@@ -1,0 +1,1185 @@
+//! The engine: query entry points, series preparation and the evaluator core.
+//!
+//! # Evaluation model
+//!
+//! Like Prometheus, the engine evaluates every expression over the whole
+//! list of evaluation steps at once: the value of an instant-vector or scalar
+//! expression is a matrix holding one point per step at which a series has a
+//! value. An instant query is a range query with a single step. Operators
+//! and functions walk the steps and combine the per-step vectors of their
+//! operands ([`Evaluator::range_eval`]); functions over range vectors walk
+//! each input series once, sliding a window over its samples.
+//!
+//! Before evaluation, [`prepare`] asks storage once per selector for all the
+//! samples the selector can ever touch in this query (accounting for offsets,
+//! `@`, lookback, ranges and enclosing subqueries, exactly as Prometheus'
+//! `getTimeRangesForSelector`). Evaluation then never goes back to storage:
+//! instant selectors advance a cursor per series, and range windows are
+//! slices of the pre-fetched, staleness-filtered samples.
+//!
+//! Step-invariant subtrees (anything pinned with `@`, literals) are wrapped
+//! by `ast::preprocess` and evaluated once, then repeated for every step.
+//!
+//! Limits: every point held in memory is counted like Prometheus counts it
+//! (peak samples of the evaluation, not samples read), and exceeding
+//! `max_samples` fails the query; the deadline derived from `timeout` is
+//! checked at every node and every step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_tsdb::labels::{Labels, METRIC_NAME};
+
+use crate::annotations::Annotations;
+use crate::ast::{self, AtTime, Func, Kind, Matching, Node, VType, MAX_ABS_TIME_MS};
+use crate::parser;
+use crate::storage::{Queryable, SelectHints};
+use crate::util::{drop_metadata_arc, signature_into};
+use crate::value::{
+    is_stale_nan, total_points, ESample, ESeries, EValue, Mat, Metric, Sample, Series, Value,
+};
+
+/// Engine configuration. Defaults match a Prometheus server with a 64 KiB
+/// query-length and 512-level nesting guard.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Most samples held in memory at once by one query.
+    pub max_samples: usize,
+    /// Wall-clock budget of one query.
+    pub timeout: Duration,
+    /// How far back (ms) an instant selector looks for a sample
+    /// (non-positive: the default, 5m).
+    pub lookback_delta: i64,
+    /// Step (ms) of subqueries that give none (`foo[1h:]`)
+    /// (non-positive: the default, 1m).
+    pub no_step_subquery_interval: i64,
+    /// Enables functions and aggregations Prometheus marks experimental.
+    pub enable_experimental_functions: bool,
+    /// Prometheus 3.x: remove `__name__` at the end of evaluation instead of
+    /// at the operator that invalidates it.
+    pub enable_delayed_name_removal: bool,
+    /// Longest accepted query text, in bytes.
+    pub max_query_length: usize,
+    /// Deepest accepted expression nesting (brackets plus operators).
+    pub max_query_depth: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            lookback_delta: 300_000,
+            no_step_subquery_interval: 60_000,
+            enable_experimental_functions: false,
+            enable_delayed_name_removal: true,
+            max_query_length: 64 * 1024,
+            max_query_depth: 512,
+        }
+    }
+}
+
+/// A query's value plus the annotations produced while evaluating it.
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    pub value: Value,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+/// Why a query failed. [`QueryError::error_type`] gives the Prometheus API
+/// `errorType`.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum QueryError {
+    /// The query (or a parameter) is invalid.
+    #[error("{0}")]
+    BadData(String),
+    /// Evaluation failed (e.g. duplicate label sets, too many samples).
+    #[error("{0}")]
+    Execution(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Canceled(String),
+    /// Storage failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl QueryError {
+    /// `bad_data`, `execution`, `timeout`, `canceled` or `internal`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            QueryError::BadData(_) => "bad_data",
+            QueryError::Execution(_) => "execution",
+            QueryError::Timeout(_) => "timeout",
+            QueryError::Canceled(_) => "canceled",
+            QueryError::Storage(_) => "internal",
+        }
+    }
+}
+
+pub(crate) fn exec_err(msg: impl Into<String>) -> QueryError {
+    QueryError::Execution(msg.into())
+}
+
+pub(crate) const DUPLICATE_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+/// Expressions up to this depth are evaluated on the caller's thread.
+const SHALLOW_DEPTH: usize = 48;
+/// Stack reserved per expression level for deeper queries (generous enough
+/// for unoptimised builds, whose frames are several times larger).
+const STACK_PER_LEVEL: usize = 32 << 10;
+
+/// Pre-allocation cap for per-series point vectors, so a huge step count
+/// cannot trigger a huge allocation before any point exists.
+const MAX_PREALLOC: usize = 5000;
+
+/// The PromQL engine. It holds only configuration and is cheap to share.
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Self {
+        Engine { opts }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at `t_ms`.
+    pub fn instant(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        t_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        self.exec(q, query, t_ms, t_ms, 0)
+    }
+
+    /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms`.
+    /// Output is always a Matrix (or error), sorted by labels.
+    pub fn range(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        if step_ms <= 0 {
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        self.exec(q, query, start_ms, end_ms, step_ms)
+    }
+
+    fn exec(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryResult, QueryError> {
+        let deadline = Instant::now()
+            .checked_add(self.opts.timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        for t in [start, end] {
+            if t.abs() > MAX_ABS_TIME_MS {
+                return Err(QueryError::BadData(format!(
+                    "timestamp {t} is out of range"
+                )));
+            }
+        }
+        let expr = parser::parse(query, &self.opts)?;
+        let depth = ast::depth(&expr);
+        let run = move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.exec_parsed(q, query, expr, start, end, step, deadline)
+            }))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(exec_err(format!("unexpected error: {msg}")))
+            })
+        };
+        if depth <= SHALLOW_DEPTH {
+            return run();
+        }
+        // The evaluator recurses once per level of the expression. Deep
+        // (but allowed) queries run on a thread whose stack is sized for
+        // their depth, so the depth limit is safe whatever stack the caller
+        // has (tokio workers have 2 MiB).
+        let stack = (1 << 20) + depth.saturating_mul(STACK_PER_LEVEL);
+        std::thread::scope(|s| {
+            match std::thread::Builder::new()
+                .name("promql-eval".into())
+                .stack_size(stack)
+                .spawn_scoped(s, run)
+            {
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    Err(exec_err("unexpected error: evaluation thread failed"))
+                }),
+                Err(e) => Err(exec_err(format!("cannot start evaluation: {e}"))),
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn exec_parsed(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        expr: promql_parser::parser::Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        deadline: Instant,
+    ) -> Result<QueryResult, QueryError> {
+        let mut conv = ast::Converter::new(query, self.opts.enable_experimental_functions);
+        conv.query_start = start;
+        conv.query_end = end;
+        conv.query_step = step;
+        let root = conv.convert(&expr)?;
+        drop(expr);
+        let is_range = step > 0;
+        let vt = root.vtype();
+        if is_range && vt != VType::Vector && vt != VType::Scalar {
+            return Err(QueryError::BadData(format!(
+                "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+                vt.documented()
+            )));
+        }
+        let root = ast::preprocess(root, start, end);
+        let (sels, storage_warnings) =
+            prepare(q, &root, conv.selectors(), start, end, step, &self.opts)?;
+        if Instant::now() > deadline {
+            return Err(QueryError::Timeout(
+                "query timed out in query preparation".into(),
+            ));
+        }
+
+        let mut ev = Evaluator {
+            sels: &sels,
+            start,
+            end,
+            interval: if is_range { step } else { 1 },
+            lookback: lookback_delta(&self.opts),
+            max_samples: self.opts.max_samples,
+            cur_samples: 0,
+            deadline,
+            delayed: self.opts.enable_delayed_name_removal,
+            no_step_interval: no_step_interval(&self.opts),
+            annos: Annotations::default(),
+        };
+        let val = ev.eval(&root)?;
+        let val = match val {
+            EValue::Matrix(m) if ev.delayed => EValue::Matrix(ev.cleanup(m)?),
+            v => v,
+        };
+        let (mut warnings, infos) = ev.annos.render(query);
+        let mut all_warnings = storage_warnings;
+        all_warnings.append(&mut warnings);
+
+        let value = match val {
+            EValue::String(s) => Value::String(start, s),
+            EValue::Matrix(m) => {
+                if !is_range && vt == VType::Vector {
+                    Value::Vector(
+                        m.into_iter()
+                            .filter_map(|s| {
+                                s.points.first().map(|&(_, f)| Sample {
+                                    metric: unwrap_metric(s.metric),
+                                    t: start,
+                                    f,
+                                })
+                            })
+                            .collect(),
+                    )
+                } else if !is_range && vt == VType::Scalar {
+                    let f = m
+                        .first()
+                        .and_then(|s| s.points.first())
+                        .map(|p| p.1)
+                        .unwrap_or(f64::NAN);
+                    Value::Scalar(start, f)
+                } else {
+                    let mut out: Vec<Series> = m
+                        .into_iter()
+                        .map(|s| Series {
+                            metric: unwrap_metric(s.metric),
+                            floats: s.points,
+                        })
+                        .collect();
+                    out.sort_by(|a, b| a.metric.cmp(&b.metric));
+                    Value::Matrix(out)
+                }
+            }
+        };
+        Ok(QueryResult {
+            value,
+            warnings: all_warnings,
+            infos,
+        })
+    }
+}
+
+/// The lookback delta, with Prometheus' default for non-positive values.
+fn lookback_delta(o: &EngineOptions) -> i64 {
+    if o.lookback_delta > 0 {
+        o.lookback_delta.min(ast::MAX_DURATION_MS)
+    } else {
+        300_000
+    }
+}
+
+/// The default subquery step, with Prometheus' default for non-positive values.
+fn no_step_interval(o: &EngineOptions) -> i64 {
+    if o.no_step_subquery_interval > 0 {
+        o.no_step_subquery_interval.min(ast::MAX_DURATION_MS)
+    } else {
+        60_000
+    }
+}
+
+fn unwrap_metric(m: Metric) -> Labels {
+    Arc::try_unwrap(m).unwrap_or_else(|a| (*a).clone())
+}
+
+/// One selected series, ready for evaluation.
+pub(crate) struct PSeries {
+    pub metric: Metric,
+    /// Sorted samples. For range selectors, staleness markers are removed so
+    /// every window is a plain slice.
+    pub samples: Vec<(i64, f64)>,
+}
+
+pub(crate) type SelSeries = Vec<PSeries>;
+
+/// What the path from the root to a selector contributes to its time range.
+#[derive(Clone, Default)]
+struct PathInfo {
+    subq_offset: i64,
+    subq_range: i64,
+    subq_at: Option<i64>,
+    /// Step of the innermost enclosing subquery, 0 if none.
+    subq_step: i64,
+    func: Option<String>,
+    by: bool,
+    grouping: Vec<String>,
+}
+
+struct Preparer<'a> {
+    q: &'a dyn Queryable,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &'a EngineOptions,
+    out: Vec<Option<SelSeries>>,
+    warnings: Vec<String>,
+}
+
+/// Selects, once per selector, every sample the selector can need.
+fn prepare(
+    q: &dyn Queryable,
+    root: &Node,
+    n: usize,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EngineOptions,
+) -> Result<(Vec<SelSeries>, Vec<String>), QueryError> {
+    let mut p = Preparer {
+        q,
+        start,
+        end,
+        step,
+        opts,
+        out: (0..n).map(|_| None).collect(),
+        warnings: Vec::new(),
+    };
+    p.walk(root, &PathInfo::default())?;
+    Ok((
+        p.out.into_iter().map(Option::unwrap_or_default).collect(),
+        p.warnings,
+    ))
+}
+
+impl Preparer<'_> {
+    fn walk(&mut self, n: &Node, path: &PathInfo) -> Result<(), QueryError> {
+        match &n.kind {
+            Kind::Vector(sel) => self.select(sel, 0, path),
+            Kind::Matrix(sel, range) => self.select(sel, *range, path),
+            Kind::Number(_) | Kind::Str(..) => Ok(()),
+            Kind::Paren(x) | Kind::Neg(x) | Kind::StepInvariant(x) => self.walk(x, path),
+            Kind::Subquery(sq) => {
+                let mut p = path.clone();
+                p.subq_offset += sq.offset;
+                p.subq_range += sq.range;
+                if let Some(AtTime::Ts(t)) = sq.at {
+                    // `@` on a subquery resets what outer subqueries added.
+                    p.subq_offset = sq.offset;
+                    p.subq_range = sq.range;
+                    p.subq_at = Some(t);
+                }
+                p.subq_step = if sq.step > 0 {
+                    sq.step
+                } else {
+                    no_step_interval(self.opts)
+                };
+                // The hinted function is the innermost one around the
+                // selector, looking through subqueries (as Prometheus does).
+                p.by = false;
+                p.grouping.clear();
+                self.walk(&sq.expr, &p)
+            }
+            Kind::Call(c) => {
+                let mut p = path.clone();
+                p.func = Some(func_name(c.func).to_string());
+                p.by = false;
+                p.grouping.clear();
+                for a in &c.args {
+                    self.walk(a, &p)?;
+                }
+                Ok(())
+            }
+            Kind::Agg(a) => {
+                let mut p = path.clone();
+                p.func = Some(a.op.name().to_string());
+                p.by = !a.without;
+                p.grouping = a.grouping.clone();
+                if let Some(x) = &a.param {
+                    let mut pp = p.clone();
+                    pp.grouping.clear();
+                    pp.by = false;
+                    self.walk(x, &pp)?;
+                }
+                self.walk(&a.expr, &p)
+            }
+            Kind::Binary(b) => {
+                // Functions and groupings are only hinted for a single metric.
+                let mut p = path.clone();
+                p.func = None;
+                p.by = false;
+                p.grouping.clear();
+                self.walk(&b.lhs, &p)?;
+                self.walk(&b.rhs, &p)
+            }
+        }
+    }
+
+    fn select(
+        &mut self,
+        sel: &ast::Selector,
+        range: i64,
+        path: &PathInfo,
+    ) -> Result<(), QueryError> {
+        let (mut s, mut e) = match path.subq_at {
+            Some(t) => (t, t),
+            None => (self.start, self.end),
+        };
+        if let Some(t) = sel.at.and_then(AtTime::ts) {
+            s = t;
+            e = t;
+        } else {
+            s = s - path.subq_offset - path.subq_range;
+            e -= path.subq_offset;
+        }
+        if range == 0 {
+            // Left-open lookback: a sample exactly lookback_delta old is out.
+            s -= lookback_delta(self.opts) - 1;
+        } else {
+            s -= range - 1;
+        }
+        s -= sel.offset;
+        e -= sel.offset;
+        let hints = SelectHints {
+            start: s,
+            end: e,
+            step: if path.subq_step > 0 {
+                path.subq_step
+            } else {
+                self.step
+            },
+            range,
+            func: path.func.clone(),
+            by: path.by,
+            grouping: path.grouping.clone(),
+        };
+        let res = self
+            .q
+            .select(&sel.matchers, &hints)
+            .map_err(|e| QueryError::Storage(format!("expanding series: {e}")))?;
+        self.warnings.extend(res.warnings);
+        let series = res
+            .series
+            .into_iter()
+            .map(|s| {
+                let mut samples = s.samples;
+                if range > 0 {
+                    samples.retain(|p| !is_stale_nan(p.1));
+                }
+                PSeries {
+                    metric: Arc::new(s.labels),
+                    samples,
+                }
+            })
+            .collect();
+        if let Some(slot) = self.out.get_mut(sel.id) {
+            *slot = Some(series);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn func_name(f: Func) -> &'static str {
+    use Func::*;
+    match f {
+        Abs => "abs",
+        Absent => "absent",
+        AbsentOverTime => "absent_over_time",
+        Acos => "acos",
+        Acosh => "acosh",
+        Asin => "asin",
+        Asinh => "asinh",
+        Atan => "atan",
+        Atanh => "atanh",
+        AvgOverTime => "avg_over_time",
+        Ceil => "ceil",
+        Changes => "changes",
+        Clamp => "clamp",
+        ClampMax => "clamp_max",
+        ClampMin => "clamp_min",
+        Cos => "cos",
+        Cosh => "cosh",
+        CountOverTime => "count_over_time",
+        DaysInMonth => "days_in_month",
+        DayOfMonth => "day_of_month",
+        DayOfWeek => "day_of_week",
+        DayOfYear => "day_of_year",
+        Deg => "deg",
+        Delta => "delta",
+        Deriv => "deriv",
+        DoubleExponentialSmoothing => "double_exponential_smoothing",
+        Exp => "exp",
+        FirstOverTime => "first_over_time",
+        Floor => "floor",
+        HistogramAvg => "histogram_avg",
+        HistogramCount => "histogram_count",
+        HistogramFraction => "histogram_fraction",
+        HistogramQuantile => "histogram_quantile",
+        HistogramQuantiles => "histogram_quantiles",
+        HistogramStddev => "histogram_stddev",
+        HistogramStdvar => "histogram_stdvar",
+        HistogramSum => "histogram_sum",
+        Hour => "hour",
+        Idelta => "idelta",
+        Increase => "increase",
+        Irate => "irate",
+        LabelJoin => "label_join",
+        LabelReplace => "label_replace",
+        LastOverTime => "last_over_time",
+        Ln => "ln",
+        Log10 => "log10",
+        Log2 => "log2",
+        MadOverTime => "mad_over_time",
+        MaxOf => "max_of",
+        MaxOverTime => "max_over_time",
+        MinOf => "min_of",
+        MinOverTime => "min_over_time",
+        Minute => "minute",
+        Month => "month",
+        Pi => "pi",
+        PredictLinear => "predict_linear",
+        PresentOverTime => "present_over_time",
+        QuantileOverTime => "quantile_over_time",
+        Rad => "rad",
+        Rate => "rate",
+        Resets => "resets",
+        Round => "round",
+        Scalar => "scalar",
+        Sgn => "sgn",
+        Sin => "sin",
+        Sinh => "sinh",
+        Sort => "sort",
+        SortByLabel => "sort_by_label",
+        SortByLabelDesc => "sort_by_label_desc",
+        SortDesc => "sort_desc",
+        Sqrt => "sqrt",
+        StartTimestamp => "start_timestamp",
+        StddevOverTime => "stddev_over_time",
+        StdvarOverTime => "stdvar_over_time",
+        SumOverTime => "sum_over_time",
+        Tan => "tan",
+        Tanh => "tanh",
+        Time => "time",
+        Timestamp => "timestamp",
+        TsOfFirstOverTime => "ts_of_first_over_time",
+        TsOfLastOverTime => "ts_of_last_over_time",
+        TsOfMaxOverTime => "ts_of_max_over_time",
+        TsOfMinOverTime => "ts_of_min_over_time",
+        Vector => "vector",
+        Year => "year",
+    }
+}
+
+/// Per-step context handed to the callbacks of [`Evaluator::range_eval`].
+pub(crate) struct StepCtx<'a> {
+    pub ts: i64,
+    pub annos: &'a mut Annotations,
+    pub delayed: bool,
+    /// Samples the callback loaded itself (counted against `max_samples`).
+    pub loaded: usize,
+}
+
+/// Evaluates a prepared expression over `[start, end]` every `interval` ms.
+/// Subqueries and step-invariant nodes temporarily narrow the range.
+pub(crate) struct Evaluator<'a> {
+    pub sels: &'a [SelSeries],
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+    pub lookback: i64,
+    pub max_samples: usize,
+    pub cur_samples: usize,
+    pub deadline: Instant,
+    pub delayed: bool,
+    pub no_step_interval: i64,
+    pub annos: Annotations,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn num_steps(&self) -> usize {
+        if self.end < self.start || self.interval <= 0 {
+            return 0;
+        }
+        ((self.end - self.start) / self.interval) as usize + 1
+    }
+
+    /// Step timestamps of the current range.
+    pub fn steps(&self) -> impl Iterator<Item = i64> {
+        let (s, i, n) = (self.start, self.interval.max(1), self.num_steps());
+        (0..n).map(move |k| s + k as i64 * i)
+    }
+
+    pub fn prealloc(&self) -> usize {
+        self.num_steps().min(MAX_PREALLOC)
+    }
+
+    pub fn check_deadline(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.deadline {
+            Err(QueryError::Timeout(
+                "query timed out in expression evaluation".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn add_samples(&mut self, n: usize) -> Result<(), QueryError> {
+        self.cur_samples += n;
+        if self.cur_samples > self.max_samples {
+            Err(exec_err(TOO_MANY_SAMPLES))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn check_samples(&self) -> Result<(), QueryError> {
+        if self.cur_samples > self.max_samples {
+            Err(exec_err(TOO_MANY_SAMPLES))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` with the evaluation range temporarily replaced.
+    pub fn with_range<T>(
+        &mut self,
+        start: i64,
+        end: i64,
+        interval: i64,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        let saved = (self.start, self.end, self.interval);
+        self.start = start;
+        self.end = end;
+        self.interval = interval;
+        let r = f(self);
+        (self.start, self.end, self.interval) = saved;
+        r
+    }
+
+    pub fn eval(&mut self, node: &Node) -> Result<EValue, QueryError> {
+        self.check_deadline()?;
+        if self.end < self.start {
+            return Ok(EValue::Matrix(Vec::new()));
+        }
+        match &node.kind {
+            Kind::Number(v) => {
+                let v = *v;
+                let m = self.range_eval(&[], None, |_, _, _, out| {
+                    out.push(ESample::new(empty_metric(), v));
+                    Ok(())
+                })?;
+                Ok(EValue::Matrix(m))
+            }
+            Kind::Str(s, _) => Ok(EValue::String(s.clone())),
+            Kind::Paren(x) => self.eval(x),
+            Kind::Neg(x) => {
+                let mut m = self.eval_matrix(x)?;
+                for s in &mut m {
+                    if !self.delayed {
+                        s.metric = drop_metadata_arc(&s.metric);
+                    }
+                    s.drop_name = true;
+                    for p in &mut s.points {
+                        p.1 = -p.1;
+                    }
+                }
+                if !self.delayed {
+                    m = merge_same_labelset(m)?;
+                }
+                Ok(EValue::Matrix(m))
+            }
+            Kind::Vector(sel) => Ok(EValue::Matrix(self.eval_vector_selector(sel)?)),
+            Kind::Matrix(sel, range) => {
+                if self.start != self.end {
+                    return Err(exec_err("cannot do range evaluation of matrix selector"));
+                }
+                Ok(EValue::Matrix(self.eval_matrix_selector(sel, *range)?))
+            }
+            Kind::Subquery(sq) => Ok(EValue::Matrix(self.run_subquery(sq)?)),
+            Kind::Call(c) => self.eval_call(c, node).map(EValue::Matrix),
+            Kind::Agg(a) => self.eval_agg(a).map(EValue::Matrix),
+            Kind::Binary(b) => self.eval_binary(b).map(EValue::Matrix),
+            Kind::StepInvariant(inner) => self.eval_step_invariant(inner),
+        }
+    }
+
+    /// Evaluates a node that must produce a matrix.
+    pub fn eval_matrix(&mut self, node: &Node) -> Result<Mat, QueryError> {
+        match self.eval(node)? {
+            EValue::Matrix(m) => Ok(m),
+            EValue::String(_) => Err(exec_err("unexpected string value")),
+        }
+    }
+
+    fn eval_step_invariant(&mut self, inner: &Node) -> Result<EValue, QueryError> {
+        let start = self.start;
+        let interval = self.interval;
+        let res = self.with_range(start, start, interval, |ev| ev.eval(inner))?;
+        if matches!(inner.unparen().kind, Kind::Matrix(..) | Kind::Subquery(_)) {
+            return Ok(res);
+        }
+        let EValue::Matrix(mut m) = res else {
+            return Ok(res);
+        };
+        let n = self.num_steps();
+        if n > 1 {
+            for s in &mut m {
+                if s.points.len() != 1 {
+                    continue;
+                }
+                let v = s.points[0].1;
+                s.points.reserve(n.min(MAX_PREALLOC));
+                for ts in self.steps().skip(1) {
+                    s.points.push((ts, v));
+                    self.add_samples(1)?;
+                }
+            }
+        }
+        Ok(EValue::Matrix(m))
+    }
+
+    fn eval_vector_selector(&mut self, sel: &ast::Selector) -> Result<Mat, QueryError> {
+        let sels = self.sels;
+        let Some(series) = sels.get(sel.id) else {
+            return Ok(Vec::new());
+        };
+        let at = sel.at.and_then(AtTime::ts);
+        let mut out = Vec::new();
+        for s in series {
+            self.check_deadline()?;
+            let mut points = Vec::new();
+            let mut idx = 0;
+            for (k, ts) in self.steps().enumerate() {
+                if k % 1024 == 1023 {
+                    self.check_deadline()?;
+                }
+                let rt = at.unwrap_or(ts) - sel.offset;
+                if let Some(v) = lookup(&s.samples, &mut idx, rt, self.lookback) {
+                    if points.is_empty() {
+                        points.reserve(self.prealloc());
+                    }
+                    points.push((ts, v.1));
+                    self.add_samples(1)?;
+                }
+            }
+            if !points.is_empty() {
+                out.push(ESeries {
+                    metric: s.metric.clone(),
+                    points,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn eval_matrix_selector(&mut self, sel: &ast::Selector, range: i64) -> Result<Mat, QueryError> {
+        let sels = self.sels;
+        let Some(series) = sels.get(sel.id) else {
+            return Ok(Vec::new());
+        };
+        let we = sel.at.and_then(AtTime::ts).unwrap_or(self.start) - sel.offset;
+        let ws = we - range;
+        let mut out = Vec::new();
+        for s in series {
+            let lo = s.samples.partition_point(|p| p.0 <= ws);
+            let hi = s.samples.partition_point(|p| p.0 <= we);
+            if lo < hi {
+                self.add_samples(hi - lo)?;
+                out.push(ESeries {
+                    metric: s.metric.clone(),
+                    points: s.samples[lo..hi].to_vec(),
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a subquery on its own step grid and returns the raw result.
+    pub fn run_subquery(&mut self, sq: &ast::Subquery) -> Result<Mat, QueryError> {
+        let step = if sq.step > 0 {
+            sq.step
+        } else {
+            self.no_step_interval
+        };
+        if step <= 0 {
+            return Err(QueryError::BadData("subquery step must be positive".into()));
+        }
+        let (base_start, base_end) = match sq.at.and_then(AtTime::ts) {
+            Some(t) => (t, t),
+            None => {
+                let aligned_end = if self.interval > 0 {
+                    self.start + ((self.end - self.start) / self.interval) * self.interval
+                } else {
+                    self.end
+                };
+                (self.start, aligned_end)
+            }
+        };
+        let bound = base_start - sq.offset - sq.range;
+        // Absolute alignment to multiples of the step, first step strictly
+        // after the range start (ranges are left-open).
+        let mut cs = step * (bound / step);
+        if cs <= bound {
+            cs += step;
+        }
+        let ce = base_end - sq.offset;
+        self.with_range(cs, ce, step, |ev| ev.eval_matrix(&sq.expr))
+    }
+
+    /// The generic per-step driver (Prometheus' `rangeEval`): evaluates the
+    /// operands, then calls `f` once per step with the operands' vectors at
+    /// that step, and assembles the outputs into series. String operands are
+    /// skipped (callbacks read them from the AST). With `matching`, each
+    /// gathered sample also carries its join-signature ordinal.
+    pub fn range_eval<F>(
+        &mut self,
+        exprs: &[&Node],
+        matching: Option<&Matching>,
+        mut f: F,
+    ) -> Result<Mat, QueryError>
+    where
+        F: FnMut(
+            &mut StepCtx,
+            &[Vec<ESample>],
+            &[Vec<u32>],
+            &mut Vec<ESample>,
+        ) -> Result<(), QueryError>,
+    {
+        let original = self.cur_samples;
+        let mut mats: Vec<Mat> = Vec::with_capacity(exprs.len());
+        for e in exprs {
+            if e.vtype() == VType::String {
+                mats.push(Vec::new());
+            } else {
+                mats.push(self.eval_matrix(e)?);
+            }
+        }
+        let sig_ords: Vec<Vec<u32>> = match matching {
+            Some(m) => signatures(&mats, m),
+            None => Vec::new(),
+        };
+        let mut temp = self.cur_samples;
+        let mut cursors: Vec<Vec<usize>> = mats.iter().map(|m| vec![0; m.len()]).collect();
+        let mut vecs: Vec<Vec<ESample>> =
+            mats.iter().map(|m| Vec::with_capacity(m.len())).collect();
+        let mut sigs: Vec<Vec<u32>> = vec![Vec::new(); mats.len()];
+        let mut result: Vec<ESample> = Vec::new();
+        let mut out: Mat = Vec::new();
+        let mut index: HashMap<Metric, usize> = HashMap::new();
+        let mut by_ptr: PtrMap<(Metric, usize)> = PtrMap::default();
+        let mut last_ts: Vec<i64> = Vec::new();
+        let instant = self.start == self.end;
+        let nsteps = self.num_steps();
+        let mut annos = std::mem::take(&mut self.annos);
+        let res = (|| -> Result<Option<Mat>, QueryError> {
+            for ts in self.steps() {
+                self.check_deadline()?;
+                self.cur_samples = temp;
+                for (i, m) in mats.iter().enumerate() {
+                    let v = &mut vecs[i];
+                    v.clear();
+                    let sg = &mut sigs[i];
+                    sg.clear();
+                    for (si, s) in m.iter().enumerate() {
+                        let c = &mut cursors[i][si];
+                        while *c < s.points.len() && s.points[*c].0 < ts {
+                            *c += 1;
+                        }
+                        if *c < s.points.len() && s.points[*c].0 == ts {
+                            v.push(ESample {
+                                metric: s.metric.clone(),
+                                t: ts,
+                                f: s.points[*c].1,
+                                drop_name: s.drop_name,
+                            });
+                            if let Some(o) = sig_ords.get(i) {
+                                sg.push(o[si]);
+                            }
+                            *c += 1;
+                        }
+                    }
+                    self.add_samples(v.len())?;
+                }
+                result.clear();
+                let mut ctx = StepCtx {
+                    ts,
+                    annos: &mut annos,
+                    delayed: self.delayed,
+                    loaded: 0,
+                };
+                f(&mut ctx, &vecs, &sigs, &mut result)?;
+                let loaded = ctx.loaded;
+                self.add_samples(loaded + result.len())?;
+                temp += result.len() + loaded;
+                if instant {
+                    if !self.delayed && contains_same_labelset(&result) {
+                        return Err(exec_err(DUPLICATE_LABELSET));
+                    }
+                    let m: Mat = result
+                        .drain(..)
+                        .map(|s| ESeries {
+                            metric: s.metric,
+                            points: vec![(ts, s.f)],
+                            drop_name: s.drop_name,
+                        })
+                        .collect();
+                    return Ok(Some(m));
+                }
+                for s in result.drain(..) {
+                    // Most outputs reuse the same `Arc` step after step, so
+                    // look them up by pointer before hashing the labels. The
+                    // map keeps each `Arc` alive, so an address cannot be
+                    // reused by another label set.
+                    let ptr = Arc::as_ptr(&s.metric) as usize;
+                    let i = match by_ptr.get(&ptr) {
+                        Some(&(_, i)) => i,
+                        None => {
+                            let i = match index.get(&s.metric) {
+                                Some(&i) => i,
+                                None => {
+                                    index.insert(s.metric.clone(), out.len());
+                                    out.push(ESeries {
+                                        metric: s.metric.clone(),
+                                        points: Vec::with_capacity(nsteps.min(MAX_PREALLOC)),
+                                        drop_name: s.drop_name,
+                                    });
+                                    last_ts.push(i64::MIN);
+                                    out.len() - 1
+                                }
+                            };
+                            by_ptr.insert(ptr, (s.metric.clone(), i));
+                            i
+                        }
+                    };
+                    if last_ts[i] == ts {
+                        return Err(exec_err(DUPLICATE_LABELSET));
+                    }
+                    last_ts[i] = ts;
+                    out[i].points.push((ts, s.f));
+                }
+            }
+            Ok(None)
+        })();
+        self.annos.merge(annos);
+        let out = match res? {
+            Some(m) => m,
+            None => out,
+        };
+        self.cur_samples = original + total_points(&out);
+        Ok(out)
+    }
+
+    /// Removes names marked for removal and merges series whose label sets
+    /// became equal (Prometheus' `cleanupMetricLabels`).
+    fn cleanup(&mut self, mut m: Mat) -> Result<Mat, QueryError> {
+        for s in &mut m {
+            if s.drop_name {
+                s.metric = drop_metadata_arc(&s.metric);
+            }
+        }
+        merge_same_labelset(m)
+    }
+}
+
+/// A hasher for pointer-sized integer keys (addresses, pairs of addresses):
+/// they are already unique, so a multiply-and-fold mix is plenty and far
+/// cheaper than SipHash in per-step loops.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PtrHasher(u64);
+
+impl std::hash::Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        let x = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+pub(crate) type PtrMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<PtrHasher>>;
+
+/// Finds the value of an instant selector at `rt`: the newest sample at or
+/// before `rt` and strictly newer than `rt - lookback`, unless it is a
+/// staleness marker. `idx` is a cursor that only moves forward, so a series
+/// is scanned once over all steps.
+pub(crate) fn lookup(
+    samples: &[(i64, f64)],
+    idx: &mut usize,
+    rt: i64,
+    lookback: i64,
+) -> Option<(i64, f64)> {
+    if *idx > 0 && samples.get(*idx - 1).is_some_and(|p| p.0 > rt) {
+        // Time went backwards (cannot happen for monotonic steps); restart.
+        *idx = samples.partition_point(|p| p.0 <= rt);
+    }
+    while *idx < samples.len() && samples[*idx].0 <= rt {
+        *idx += 1;
+    }
+    if *idx == 0 {
+        return None;
+    }
+    let p = samples[*idx - 1];
+    if p.0 <= rt - lookback || is_stale_nan(p.1) {
+        return None;
+    }
+    Some(p)
+}
+
+pub(crate) fn empty_metric() -> Metric {
+    thread_local! {
+        static EMPTY: Metric = Arc::new(Labels::empty());
+    }
+    EMPTY.with(|e| e.clone())
+}
+
+/// Computes each series' join-signature ordinal, shared across operands.
+fn signatures(mats: &[Mat], m: &Matching) -> Vec<Vec<u32>> {
+    let mut names: Vec<&str> = m.labels.iter().map(String::as_str).collect();
+    if !m.on {
+        names.push(METRIC_NAME);
+    }
+    let mut map: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut buf = Vec::new();
+    mats.iter()
+        .map(|mat| {
+            mat.iter()
+                .map(|s| {
+                    if m.on {
+                        signature_into(&mut buf, &s.metric, |n| names.contains(&n));
+                    } else {
+                        signature_into(&mut buf, &s.metric, |n| !names.contains(&n));
+                    }
+                    let next = map.len() as u32;
+                    *map.entry(buf.clone()).or_insert(next)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub(crate) fn contains_same_labelset(v: &[ESample]) -> bool {
+    if v.len() <= 1 {
+        return false;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    v.iter().any(|s| !seen.insert(&*s.metric))
+}
+
+/// Merges series with equal label sets; overlapping timestamps are an error.
+pub(crate) fn merge_same_labelset(m: Mat) -> Result<Mat, QueryError> {
+    if m.len() <= 1 {
+        return Ok(m);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(m.len());
+    if m.iter().all(|s| seen.insert(&*s.metric)) {
+        return Ok(m);
+    }
+    let mut index: HashMap<Metric, usize> = HashMap::new();
+    let mut out: Mat = Vec::with_capacity(m.len());
+    let mut merged = vec![false; 0];
+    for s in m {
+        match index.get(&s.metric) {
+            Some(&i) => {
+                out[i].points.extend(s.points);
+                merged[i] = true;
+            }
+            None => {
+                index.insert(s.metric.clone(), out.len());
+                out.push(s);
+                merged.push(false);
+            }
+        }
+    }
+    for (i, s) in out.iter_mut().enumerate() {
+        if merged[i] {
+            s.points.sort_by_key(|p| p.0);
+            if s.points.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(exec_err(DUPLICATE_LABELSET));
+            }
+        }
+    }
+    Ok(out)
+}

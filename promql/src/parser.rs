@@ -1,0 +1,104 @@
+//! Guarded parsing.
+//!
+//! promql-parser builds its AST recursively and has no depth limit, so a long
+//! enough query (tens of thousands of nested parentheses or chained
+//! operators) overflows the stack and aborts the whole process. Query strings
+//! are untrusted, so before the text reaches the parser we bound its length
+//! and an upper estimate of its nesting depth (see [`crate::lex::shape`]) and
+//! answer `bad_data` when either is exceeded. The parse call itself also runs
+//! under `catch_unwind` so a panic inside the parser becomes an error too.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use promql_parser::parser::Expr;
+
+use crate::ast;
+use crate::engine::{EngineOptions, QueryError};
+use crate::lex;
+
+/// Parses `query` after checking it against the length and depth limits in
+/// `opts`. All failures are [`QueryError::BadData`].
+pub fn parse(query: &str, opts: &EngineOptions) -> Result<Expr, QueryError> {
+    if query.len() > opts.max_query_length {
+        return Err(QueryError::BadData(format!(
+            "query is too long: {} bytes, the limit is {} bytes",
+            query.len(),
+            opts.max_query_length
+        )));
+    }
+    let shape = lex::shape(query);
+    let estimate = shape.max_nesting.saturating_add(shape.operators);
+    if estimate > opts.max_query_depth {
+        return Err(too_deep(opts));
+    }
+    if query.trim().is_empty() {
+        return Err(QueryError::BadData(
+            "parse error: no expression found in input".into(),
+        ));
+    }
+    let parsed = catch_unwind(AssertUnwindSafe(|| promql_parser::parser::parse(query)));
+    let expr = match parsed {
+        Ok(Ok(e)) => e,
+        Ok(Err(msg)) => return Err(QueryError::BadData(format!("parse error: {msg}"))),
+        Err(_) => return Err(QueryError::BadData("parse error: invalid query".into())),
+    };
+    // The estimate above is an upper bound; this is the real depth, in case
+    // the parser built something deeper than the text suggested.
+    if ast::depth(&expr) > opts.max_query_depth {
+        return Err(too_deep(opts));
+    }
+    Ok(expr)
+}
+
+fn too_deep(opts: &EngineOptions) -> QueryError {
+    QueryError::BadData(format!(
+        "query is too deeply nested: the limit is {} levels of nesting and operators",
+        opts.max_query_depth
+    ))
+}
+
+/// Parses `query` (guarded like [`parse`]) and prints it the way
+/// `/api/v1/format_query` does: one expression, split over lines and indented
+/// when it is longer than 100 characters.
+pub fn format_query(query: &str, opts: &EngineOptions) -> Result<String, QueryError> {
+    let expr = parse(query, opts)?;
+    catch_unwind(AssertUnwindSafe(|| expr.prettify()))
+        .map_err(|_| QueryError::BadData("parse error: cannot format query".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats() {
+        let o = EngineOptions::default();
+        assert!(parse("sum by (job) (rate(foo[5m]))", &o).is_ok());
+        assert_eq!(format_query("sum(foo)", &o).unwrap(), "sum(foo)");
+    }
+
+    #[test]
+    fn rejects_deep_and_long_queries_before_parsing() {
+        let o = EngineOptions::default();
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = parse(&deep, &o).unwrap_err();
+        assert_eq!(e.error_type(), "bad_data");
+        let chain = vec!["a"; 20_000].join(" + ");
+        assert_eq!(parse(&chain, &o).unwrap_err().error_type(), "bad_data");
+        let neg = format!("{}a", "-".repeat(60_000));
+        assert_eq!(parse(&neg, &o).unwrap_err().error_type(), "bad_data");
+        let long = "a".repeat(o.max_query_length + 1);
+        assert!(parse(&long, &o)
+            .unwrap_err()
+            .to_string()
+            .contains("too long"));
+    }
+
+    #[test]
+    fn parse_errors_are_bad_data() {
+        let o = EngineOptions::default();
+        for q in ["", "sum(", "foo{", "1 +", "rate(foo)", "{}"] {
+            assert_eq!(parse(q, &o).unwrap_err().error_type(), "bad_data", "{q}");
+        }
+    }
+}
