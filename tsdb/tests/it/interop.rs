@@ -94,9 +94,22 @@ fn strata_blocks_pass_promtool() {
 fn backfill_is_byte_identical_to_promtool() {
     let d = tempfile::tempdir().unwrap();
     let inp = input(d.path());
-    let (st, pt) = (d.path().join("strata"), d.path().join("promtool"));
-    backfill(&inp, &st);
-    promtool_backfill(&inp, &pt);
+    assert_byte_identical(d.path(), &inp);
+}
+
+/// The same over 30 h (16 block ranges): more ranges than one parse fills.
+#[test]
+fn backfill_over_many_ranges_is_byte_identical_to_promtool() {
+    let d = tempfile::tempdir().unwrap();
+    let inp = d.path().join("long.om");
+    std::fs::write(&inp, openmetrics(1_700_000_000, 30, 60, 4)).unwrap();
+    assert_byte_identical(d.path(), &inp);
+}
+
+fn assert_byte_identical(d: &Path, inp: &Path) {
+    let (st, pt) = (d.join("strata"), d.join("promtool"));
+    backfill(inp, &st);
+    promtool_backfill(inp, &pt);
     let key = |b: &Path| {
         let m = strata_tsdb::meta::BlockMeta::read(b).unwrap();
         (m.min_time, m.max_time)
