@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd_sidecar;
+mod cmd_tsdb;
+
 #[derive(Parser)]
 #[command(
     name = "strata",
@@ -25,6 +28,10 @@ enum Command {
         #[command(subcommand)]
         cmd: ToolsCommand,
     },
+    /// Ship TSDB blocks to object storage and serve the StoreAPI (like `thanos sidecar`).
+    Sidecar(cmd_sidecar::SidecarArgs),
+    /// Run a Prometheus-compatible TSDB server (scrape, remote write, HTTP API, remote read).
+    Tsdb(cmd_tsdb::TsdbArgs),
 }
 
 #[derive(Subcommand)]
@@ -138,6 +145,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools {
             cmd: ToolsCommand::Promqltest(args),
         } => promqltest_tool(args),
+        Command::Sidecar(args) => cmd_sidecar::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Tsdb(args) => cmd_tsdb::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 

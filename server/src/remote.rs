@@ -1,0 +1,471 @@
+//! Remote write receiver (`POST /api/v1/write`) and remote read
+//! (`POST /api/v1/read`), wire-compatible with Prometheus.
+//!
+//! **Write.** Snappy block + protobuf 1.0 `WriteRequest`. One appender per
+//! request, committed once. Samples rejected by the head's append rules
+//! (out of order, duplicate timestamp, out of bounds) do not stop the
+//! request: the rest is appended and committed, and the answer is 400 with
+//! the reasons, so the sender does not retry what can never succeed (this is
+//! Prometheus 3.x's receiver; 2.42 rolled the whole request back on the first
+//! such sample). Undecodable bodies are 400, storage failures 500 (retried
+//! by senders), success 204.
+//!
+//! **Read.** `accepted_response_types` is negotiated as Prometheus does
+//! (first supported type wins; none given means SAMPLES). SAMPLES answers one
+//! snappy `ReadResponse`; STREAMED_XOR_CHUNKS answers frames of
+//! `uvarint(len) | CRC-32C(msg) big-endian | ChunkedReadResponse`, one
+//! series per frame, chunks passed through as stored and split across
+//! frames at `remote_read_max_bytes_in_frame`. External labels are added to
+//! every series (series labels win) and equality matchers on them are
+//! dropped, so a sidecar can query with its external labels.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prost::Message;
+use strata_proto::prometheus as pb;
+use strata_tsdb::chunkenc::Encoding;
+use strata_tsdb::labels::{Labels, MatchType, Matcher};
+use strata_tsdb::series::{samples_to_chunks, ChunkSeries};
+
+use crate::Shared;
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    let mut m = msg.into();
+    if !m.ends_with('\n') {
+        m.push('\n');
+    }
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        m,
+    )
+        .into_response()
+}
+
+/// Reads and snappy-decodes a body within the configured limits.
+async fn read_snappy(shared: &Shared, body: Body) -> Result<Vec<u8>, Response> {
+    let raw = axum::body::to_bytes(body, shared.opts.remote_max_body_bytes)
+        .await
+        .map_err(|e| {
+            text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("reading request body: {e}"),
+            )
+        })?;
+    let len = snap::raw::decompress_len(&raw)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("snappy: {e}")))?;
+    if len > shared.opts.remote_max_decoded_bytes {
+        return Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "decoded body of {len} bytes exceeds the limit of {} bytes",
+                shared.opts.remote_max_decoded_bytes
+            ),
+        ));
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(&raw)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("snappy: {e}")))
+}
+
+/// Converts wire labels to a label set, rejecting what the index cannot
+/// hold (Prometheus would store such series and break later).
+fn to_labels(ls: &[pb::Label]) -> Result<Labels, String> {
+    for (i, l) in ls.iter().enumerate() {
+        if l.name.is_empty() {
+            return Err("invalid labels: empty label name".into());
+        }
+        if ls[..i].iter().any(|o| o.name == l.name) {
+            return Err(format!("invalid labels: duplicate label name {:?}", l.name));
+        }
+    }
+    let labels = Labels::from_pairs(ls.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+    if labels.is_empty() {
+        return Err("invalid labels: empty label set".into());
+    }
+    Ok(labels)
+}
+
+/// Most rejection reasons listed in a 400 answer; the rest are counted.
+const MAX_REASONS: usize = 10;
+
+enum WriteOutcome {
+    Ok,
+    Rejected(Vec<String>, usize),
+    Failed(String),
+}
+
+pub(crate) async fn write(shared: Arc<Shared>, body: Body) -> Response {
+    let decoded = match read_snappy(&shared, body).await {
+        Ok(b) => b,
+        Err(r) => {
+            shared.metrics.remote_write_requests.record(false);
+            return r;
+        }
+    };
+    let req = match pb::WriteRequest::decode(decoded.as_slice()) {
+        Ok(r) => r,
+        Err(e) => {
+            shared.metrics.remote_write_requests.record(false);
+            return text(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let sh = shared.clone();
+    let outcome = tokio::task::spawn_blocking(move || append(&sh, req))
+        .await
+        .unwrap_or_else(|e| WriteOutcome::Failed(e.to_string()));
+    shared.maybe_compact();
+    match outcome {
+        WriteOutcome::Ok => {
+            shared.metrics.remote_write_requests.record(true);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        WriteOutcome::Rejected(reasons, total) => {
+            shared.metrics.remote_write_requests.record(false);
+            let mut msg = reasons.join("\n");
+            if total > reasons.len() {
+                msg.push_str(&format!("\n({} more rejected)", total - reasons.len()));
+            }
+            tracing::warn!(rejected = total, first = %reasons.first().map(String::as_str).unwrap_or(""), "remote write: samples rejected");
+            text(StatusCode::BAD_REQUEST, msg)
+        }
+        WriteOutcome::Failed(e) => {
+            shared.metrics.remote_write_requests.record(false);
+            tracing::error!(error = %e, "remote write: appending failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+    }
+}
+
+fn append(shared: &Shared, req: pb::WriteRequest) -> WriteOutcome {
+    use strata_tsdb::Error as E;
+    let mut app = shared.db.appender();
+    let mut reasons = Vec::new();
+    let mut rejected = 0usize;
+    let mut reject = |msg: String, n: usize| {
+        rejected += n;
+        if reasons.len() < MAX_REASONS {
+            reasons.push(msg);
+        }
+    };
+    for ts in &req.timeseries {
+        let labels = match to_labels(&ts.labels) {
+            Ok(l) => l,
+            Err(e) => {
+                reject(e, ts.samples.len().max(1));
+                continue;
+            }
+        };
+        for s in &ts.samples {
+            match app.append(&labels, s.timestamp, s.value) {
+                Ok(_) => {}
+                Err(
+                    e @ (E::OutOfOrderSample
+                    | E::DuplicateSampleForTimestamp
+                    | E::OutOfBounds
+                    | E::InvalidLabels(_)),
+                ) => reject(format!("{e} for series {labels}"), 1),
+                // Anything else is the storage failing: nothing is committed
+                // and the sender retries.
+                Err(e) => return WriteOutcome::Failed(e.to_string()),
+            }
+        }
+        // Exemplars and native histograms are not stored yet; like
+        // Prometheus with exemplar storage off, they do not fail a request.
+    }
+    let n = app.len();
+    if let Err(e) = app.commit() {
+        return WriteOutcome::Failed(e.to_string());
+    }
+    shared
+        .metrics
+        .remote_write_samples
+        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .metrics
+        .remote_write_rejected
+        .fetch_add(rejected as u64, std::sync::atomic::Ordering::Relaxed);
+    if rejected > 0 {
+        WriteOutcome::Rejected(reasons, rejected)
+    } else {
+        WriteOutcome::Ok
+    }
+}
+
+/// One decoded query of a read request.
+struct ReadQuery {
+    matchers: Vec<Matcher>,
+    start: i64,
+    end: i64,
+}
+
+fn to_matchers(ms: &[pb::LabelMatcher], external: &Labels) -> Result<Vec<Matcher>, String> {
+    use pb::label_matcher::Type;
+    let mut out = Vec::with_capacity(ms.len());
+    for m in ms {
+        let t = match Type::try_from(m.r#type) {
+            Ok(Type::Eq) => MatchType::Equal,
+            Ok(Type::Neq) => MatchType::NotEqual,
+            Ok(Type::Re) => MatchType::Regex,
+            Ok(Type::Nre) => MatchType::NotRegex,
+            Err(_) => return Err(format!("invalid matcher type {}", m.r#type)),
+        };
+        // The data carries no external labels; a matcher that selects
+        // exactly our external label must match their absence.
+        let value = if t == MatchType::Equal && external.get(&m.name) == Some(m.value.as_str()) {
+            ""
+        } else {
+            m.value.as_str()
+        };
+        out.push(Matcher::new(t, m.name.clone(), value).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// Series labels merged with the external labels, series labels winning.
+fn wire_labels(ls: &Labels, external: &Labels) -> Vec<pb::Label> {
+    let mut out: Vec<pb::Label> = ls
+        .iter()
+        .map(|l| pb::Label {
+            name: l.name.to_string(),
+            value: l.value.to_string(),
+        })
+        .collect();
+    for e in external.iter() {
+        if ls.get(&e.name).is_none() {
+            out.push(pb::Label {
+                name: e.name.to_string(),
+                value: e.value.to_string(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+pub(crate) async fn read(shared: Arc<Shared>, body: Body) -> Response {
+    let decoded = match read_snappy(&shared, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req = match pb::ReadRequest::decode(decoded.as_slice()) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    use pb::read_request::ResponseType;
+    let accepted: Vec<i32> = if req.accepted_response_types.is_empty() {
+        vec![ResponseType::Samples as i32]
+    } else {
+        req.accepted_response_types.clone()
+    };
+    let Some(kind) = accepted
+        .iter()
+        .find_map(|t| ResponseType::try_from(*t).ok())
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("server does not support any of the requested response types: {accepted:?}; supported: [SAMPLES STREAMED_XOR_CHUNKS]"),
+        );
+    };
+    let external = shared.external_labels();
+    let mut queries = Vec::with_capacity(req.queries.len());
+    for q in &req.queries {
+        match to_matchers(&q.matchers, &external) {
+            Ok(matchers) => queries.push(ReadQuery {
+                matchers,
+                start: q.start_timestamp_ms,
+                end: q.end_timestamp_ms,
+            }),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e),
+        }
+    }
+    shared
+        .metrics
+        .remote_read_queries
+        .fetch_add(queries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    match kind {
+        ResponseType::Samples => {
+            let sh = shared.clone();
+            let res = tokio::task::spawn_blocking(move || read_samples(&sh, &queries, &external))
+                .await
+                .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())));
+            match res {
+                Ok(bytes) => (
+                    StatusCode::OK,
+                    [
+                        (header::CONTENT_TYPE, "application/x-protobuf"),
+                        (header::CONTENT_ENCODING, "snappy"),
+                    ],
+                    bytes,
+                )
+                    .into_response(),
+                Err((code, msg)) => text(code, msg),
+            }
+        }
+        ResponseType::StreamedXorChunks => stream_chunks(shared, queries, external),
+    }
+}
+
+fn read_samples(
+    shared: &Shared,
+    queries: &[ReadQuery],
+    external: &Labels,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let internal = |e: strata_tsdb::Error| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let limit = shared.opts.remote_read_sample_limit;
+    let mut total = 0usize;
+    let mut resp = pb::ReadResponse::default();
+    for q in queries {
+        let mut result = pb::QueryResult::default();
+        for s in shared
+            .db
+            .select(&q.matchers, q.start, q.end)
+            .map_err(internal)?
+        {
+            let samples = s.samples(q.start, q.end).map_err(internal)?;
+            if samples.is_empty() {
+                continue;
+            }
+            total += samples.len();
+            if limit > 0 && total > limit {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("exceeded sample limit ({limit})"),
+                ));
+            }
+            result.timeseries.push(pb::TimeSeries {
+                labels: wire_labels(&s.labels, external),
+                samples: samples
+                    .into_iter()
+                    .map(|(t, v)| pb::Sample {
+                        value: v,
+                        timestamp: t,
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        resp.results.push(result);
+    }
+    snap::raw::Encoder::new()
+        .compress_vec(&resp.encode_to_vec())
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// One length-prefixed, checksummed frame (Prometheus' `ChunkedWriter`).
+pub fn frame(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 14);
+    let mut n = msg.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(&crc32c::crc32c(msg).to_be_bytes());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// The chunks of a series to ship: as stored, unless tombstones apply, in
+/// which case the remaining samples are re-encoded (shipping stored chunks
+/// would resurrect deleted data).
+fn wire_chunks(s: &ChunkSeries, start: i64, end: i64) -> strata_tsdb::Result<Vec<pb::Chunk>> {
+    let mut out = Vec::new();
+    if !s.deleted.is_empty() {
+        let samples = s.samples(start, end)?;
+        for c in samples_to_chunks(&samples, 120) {
+            push_chunk(&mut out, &c)?;
+        }
+        return Ok(out);
+    }
+    for c in s.chunks.iter().filter(|c| c.overlaps(start, end)) {
+        push_chunk(&mut out, c)?;
+    }
+    Ok(out)
+}
+
+fn push_chunk(
+    out: &mut Vec<pb::Chunk>,
+    c: &strata_tsdb::series::ChunkData,
+) -> strata_tsdb::Result<()> {
+    let (enc, data) = c.with_bytes(|enc, data| (enc, Bytes::copy_from_slice(data)))?;
+    // Only float (XOR) chunks are produced by this storage today.
+    if enc == Encoding::Xor {
+        out.push(pb::Chunk {
+            min_time_ms: c.min_time,
+            max_time_ms: c.max_time,
+            r#type: pb::chunk::Encoding::Xor as i32,
+            data,
+        });
+    }
+    Ok(())
+}
+
+/// Streams frames from a blocking producer through a small channel, so a
+/// large read never sits in memory whole and a slow client slows the reader.
+fn stream_chunks(shared: Arc<Shared>, queries: Vec<ReadQuery>, external: Labels) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let max_frame = shared.opts.remote_read_max_bytes_in_frame;
+    tokio::task::spawn_blocking(move || {
+        let fail = |tx: &tokio::sync::mpsc::Sender<_>, e: String| {
+            tracing::error!(error = %e, "remote read: streaming failed");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        };
+        for (i, q) in queries.iter().enumerate() {
+            let series = match shared.db.select(&q.matchers, q.start, q.end) {
+                Ok(s) => s,
+                Err(e) => return fail(&tx, e.to_string()),
+            };
+            for s in series {
+                let labels = wire_labels(&s.labels, &external);
+                let chunks = match wire_chunks(&s, q.start, q.end) {
+                    Ok(c) => c,
+                    Err(e) => return fail(&tx, e.to_string()),
+                };
+                let labels_size: usize = labels.iter().map(|l| l.encoded_len()).sum();
+                let budget = max_frame as i64 - labels_size as i64;
+                let mut left = budget;
+                let mut batch = Vec::new();
+                let n = chunks.len();
+                for (k, c) in chunks.into_iter().enumerate() {
+                    left -= c.encoded_len() as i64;
+                    batch.push(c);
+                    if left > 0 && k + 1 < n {
+                        continue;
+                    }
+                    let msg = pb::ChunkedReadResponse {
+                        chunked_series: vec![pb::ChunkedSeries {
+                            labels: labels.clone(),
+                            chunks: std::mem::take(&mut batch),
+                        }],
+                        query_index: i as i64,
+                    };
+                    if tx
+                        .blocking_send(Ok(Bytes::from(frame(&msg.encode_to_vec()))))
+                        .is_err()
+                    {
+                        return; // client went away
+                    }
+                    left = budget;
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(
+            "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse",
+        ),
+    );
+    (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
+}

@@ -1,0 +1,243 @@
+//! Remote write in, PromQL and remote read out.
+
+use std::collections::BTreeMap;
+
+use strata_proto::prometheus as pb;
+use strata_tsdb::chunkenc::XorIter;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_then_query() {
+    let s = TestServer::start(|_| {}).await;
+    let t0 = now_ms() / 1000 * 1000 - 60_000;
+    let req = write_request(vec![
+        series(
+            &[("__name__", "rw_metric"), ("job", "rw"), ("instance", "a")],
+            &[(t0, 1.0), (t0 + 30_000, 2.0), (t0 + 60_000, 3.0)],
+        ),
+        series(
+            &[("__name__", "rw_metric"), ("job", "rw"), ("instance", "b")],
+            &[(t0, 10.0), (t0 + 60_000, 30.0)],
+        ),
+    ]);
+    let (status, body, _) = s.post_snappy("/api/v1/write", &req).await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    assert!(body.is_empty());
+
+    let t_end = (t0 + 60_000) as f64 / 1000.0;
+    let r = s.query("rw_metric{instance=\"a\"}", t_end).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["value"][1], "3");
+    let r = s.query("sum(rw_metric)", t_end).await;
+    assert_eq!(r[0]["value"][1], "33");
+
+    let path = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=30",
+        urlenc("rw_metric{instance=\"a\"}"),
+        t0 as f64 / 1000.0,
+        t_end
+    );
+    let (status, v) = s.get_json(&path).await;
+    assert_eq!(status, 200, "{v}");
+    let values = v["data"]["result"][0]["values"].as_array().expect("matrix");
+    let got: Vec<&str> = values.iter().map(|p| p[1].as_str().unwrap_or("")).collect();
+    assert_eq!(got, ["1", "2", "3"]);
+
+    // Out of order for `a`, and a new valid series in the same request:
+    // 400 with the reason, while the valid samples are stored.
+    let req = write_request(vec![
+        series(
+            &[("__name__", "rw_metric"), ("job", "rw"), ("instance", "a")],
+            &[(t0 + 10_000, 9.0)],
+        ),
+        series(
+            &[("__name__", "rw_other"), ("job", "rw")],
+            &[(t0 + 60_000, 7.0)],
+        ),
+    ]);
+    let (status, body, ct) = s.post_snappy("/api/v1/write", &req).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("out of order sample"), "{text}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let r = s.query("rw_other", t_end).await;
+    assert_eq!(r.len(), 1, "the valid sample was stored");
+    assert_eq!(r[0]["value"][1], "7");
+    // Duplicate timestamp with another value is rejected too.
+    let req = write_request(vec![series(
+        &[("__name__", "rw_other"), ("job", "rw")],
+        &[(t0 + 60_000, 8.0)],
+    )]);
+    let (status, body, _) = s.post_snappy("/api/v1/write", &req).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("duplicate sample for timestamp"));
+
+    // Malformed bodies are 400.
+    let resp = s
+        .http
+        .post(s.url("/api/v1/write"))
+        .body(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 400);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_receiver_disabled_is_404() {
+    let s = TestServer::start(|o| o.enable_remote_write_receiver = false).await;
+    let (status, body, _) = s.post_snappy("/api/v1/write", &write_request(vec![])).await;
+    assert_eq!(status, 404);
+    assert_eq!(String::from_utf8_lossy(&body), "404 page not found\n");
+    s.stop().await;
+}
+
+fn to_map(ls: &[pb::Label]) -> BTreeMap<String, String> {
+    ls.iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_read_samples_and_streamed_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("strata.yml");
+    std::fs::write(&cfg, "global:\n  external_labels:\n    cluster: c1\n").expect("write config");
+    let s = TestServer::start(|o| o.config_file = Some(cfg.clone())).await;
+
+    let t0 = now_ms() / 1000 * 1000 - 3_600_000;
+    // 300 samples per series: more than one chunk (chunks cut at 120).
+    let written: Vec<(i64, f64)> = (0..300)
+        .map(|i| (t0 + i * 10_000, i as f64 * 1.5))
+        .collect();
+    let req = write_request(vec![
+        series(&[("__name__", "rr"), ("job", "b")], &written),
+        series(&[("__name__", "rr"), ("job", "a")], &written),
+        series(&[("__name__", "other"), ("job", "a")], &written),
+    ]);
+    let (status, _, _) = s.post_snappy("/api/v1/write", &req).await;
+    assert_eq!(status, 204);
+
+    let end = t0 + 299 * 10_000;
+    let query = |start: i64, end: i64| pb::Query {
+        start_timestamp_ms: start,
+        end_timestamp_ms: end,
+        matchers: vec![
+            pb::LabelMatcher {
+                r#type: pb::label_matcher::Type::Eq as i32,
+                name: "__name__".into(),
+                value: "rr".into(),
+            },
+            // Selecting on the external label works like on Prometheus.
+            pb::LabelMatcher {
+                r#type: pb::label_matcher::Type::Eq as i32,
+                name: "cluster".into(),
+                value: "c1".into(),
+            },
+        ],
+        hints: None,
+    };
+
+    // SAMPLES (the default).
+    let rr = pb::ReadRequest {
+        queries: vec![query(t0, end), query(t0 + 100_000, t0 + 200_000)],
+        accepted_response_types: vec![],
+    };
+    let (status, body, ct) = s.post_snappy("/api/v1/read", &rr).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(ct, "application/x-protobuf");
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .expect("snappy");
+    let resp = <pb::ReadResponse as prost::Message>::decode(raw.as_slice()).expect("decode");
+    assert_eq!(resp.results.len(), 2);
+    let ts = &resp.results[0].timeseries;
+    assert_eq!(ts.len(), 2);
+    // Sorted by labels, external labels merged in.
+    assert_eq!(to_map(&ts[0].labels)["job"], "a");
+    assert_eq!(to_map(&ts[1].labels)["job"], "b");
+    assert_eq!(to_map(&ts[0].labels)["cluster"], "c1");
+    let got: Vec<(i64, f64)> = ts[0]
+        .samples
+        .iter()
+        .map(|s| (s.timestamp, s.value))
+        .collect();
+    assert_eq!(got, written);
+    let ts = &resp.results[1].timeseries;
+    assert_eq!(ts[0].samples.len(), 11, "second query honours its range");
+
+    // STREAMED_XOR_CHUNKS.
+    let rr = pb::ReadRequest {
+        queries: vec![query(t0, end)],
+        accepted_response_types: vec![pb::read_request::ResponseType::StreamedXorChunks as i32],
+    };
+    let (status, body, ct) = s.post_snappy("/api/v1/read", &rr).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        ct,
+        "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    );
+    let frames = decode_frames(&body);
+    let mut by_job: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for f in &frames {
+        assert_eq!(f.query_index, 0);
+        for cs in &f.chunked_series {
+            let labels = to_map(&cs.labels);
+            assert_eq!(labels["cluster"], "c1");
+            let job = labels["job"].clone();
+            if order.last() != Some(&job) {
+                order.push(job.clone());
+            }
+            for c in &cs.chunks {
+                assert_eq!(c.r#type, pb::chunk::Encoding::Xor as i32);
+                let samples: Vec<(i64, f64)> = XorIter::new(&c.data).collect();
+                assert_eq!(samples.first().map(|s| s.0), Some(c.min_time_ms));
+                assert_eq!(samples.last().map(|s| s.0), Some(c.max_time_ms));
+                by_job.entry(job.clone()).or_default().extend(samples);
+            }
+        }
+    }
+    assert_eq!(order, ["a", "b"], "series sorted by labels");
+    assert_eq!(by_job["a"], written);
+    assert_eq!(by_job["b"], written);
+
+    // Small frames: every chunk gets its own frame, data stays the same.
+    s.stop().await;
+    let s = TestServer::start(|o| {
+        o.storage_path = dir.path().join("data2");
+        o.remote_read_max_bytes_in_frame = 64;
+    })
+    .await;
+    let req = write_request(vec![series(&[("__name__", "rr"), ("job", "a")], &written)]);
+    assert_eq!(s.post_snappy("/api/v1/write", &req).await.0, 204);
+    let mut q = query(t0, end);
+    q.matchers.pop();
+    let rr = pb::ReadRequest {
+        queries: vec![q],
+        accepted_response_types: vec![pb::read_request::ResponseType::StreamedXorChunks as i32],
+    };
+    let (_, body, _) = s.post_snappy("/api/v1/read", &rr).await;
+    let frames = decode_frames(&body);
+    assert!(frames.len() >= 3, "{} frames", frames.len());
+    let all: Vec<(i64, f64)> = frames
+        .iter()
+        .flat_map(|f| f.chunked_series.iter())
+        .flat_map(|cs| {
+            assert_eq!(cs.chunks.len(), 1);
+            cs.chunks.iter()
+        })
+        .flat_map(|c| XorIter::new(&c.data).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(all, written);
+
+    // Unsupported response types only: 400.
+    let rr = pb::ReadRequest {
+        queries: vec![],
+        accepted_response_types: vec![7],
+    };
+    assert_eq!(s.post_snappy("/api/v1/read", &rr).await.0, 400);
+    s.stop().await;
+}

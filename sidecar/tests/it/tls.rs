@@ -1,0 +1,119 @@
+//! Mutual TLS on the sidecar's gRPC server: a client with a certificate from
+//! the configured CA is served, others are refused.
+
+use std::sync::Arc;
+
+use strata_proto::grpc::{ClientOptions, ClientTls, MessageLimits, ServerTls};
+use strata_proto::thanos::info::info_client::InfoClient;
+use strata_proto::thanos::info::InfoRequest;
+use strata_sidecar::{Metrics, PromClient, SidecarState, SidecarStore};
+
+fn new_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), rcgen::Issuer::new(params, key))
+}
+
+fn new_leaf(
+    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    name: &str,
+    usage: rcgen::ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let (ca_pem, ca) = new_ca("sidecar test CA");
+    let (_, rogue) = new_ca("rogue CA");
+    let (server_cert, server_key) = new_leaf(&ca, "sidecar.test", ServerAuth);
+    let (client_cert, client_key) = new_leaf(&ca, "querier", ClientAuth);
+    let (rogue_cert, rogue_key) = new_leaf(&rogue, "intruder", ClientAuth);
+
+    // The files, as the three flags name them.
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str, c: &str| {
+        let path = dir.path().join(n);
+        std::fs::write(&path, c).unwrap();
+        path
+    };
+    let tls = ServerTls::from_files(
+        &p("server.crt", &server_cert),
+        &p("server.key", &server_key),
+        Some(&p("ca.crt", &ca_pem)),
+    )
+    .unwrap();
+
+    // No TSDB is needed for Info: the state is filled by hand.
+    let state = Arc::new(SidecarState::new(i64::MIN, Arc::new(Metrics::default())));
+    state.set_external_labels(crate::ext_labels());
+    let store = SidecarStore::new(PromClient::new("http://127.0.0.1:9").unwrap(), state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(strata_sidecar::serve_grpc(
+        store,
+        Some(tls),
+        listener,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let call = |tls: ClientTls| async move {
+        let opts = ClientOptions {
+            tls: Some(tls),
+            ..ClientOptions::default()
+        };
+        let channel = opts
+            .endpoint(&addr.to_string())
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e:?}"))?;
+        InfoClient::new(channel)
+            .with_message_limits(opts.max_message_size)
+            .info(InfoRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| format!("call: {s:?}"))
+    };
+    let base = || {
+        ClientTls::new()
+            .with_ca_pem(ca_pem.clone())
+            .with_server_name("sidecar.test")
+    };
+
+    let info = call(base().with_identity_pem(client_cert.clone(), client_key.clone()))
+        .await
+        .expect("a client with a valid certificate is served");
+    assert_eq!(info.component_type, "sidecar");
+    assert_eq!(info.label_sets.len(), 1);
+
+    let err = call(base()).await.expect_err("no client certificate");
+    eprintln!("without certificate: {err}");
+    let err = call(base().with_identity_pem(rogue_cert, rogue_key))
+        .await
+        .expect_err("certificate from another CA");
+    eprintln!("rogue certificate: {err}");
+
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
