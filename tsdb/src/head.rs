@@ -41,6 +41,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::chunkenc::{Encoding, XorChunk};
 use crate::error::{Error, Result};
+use crate::index::postings::intersect;
 use crate::labels::{Label, Labels, Matcher};
 use crate::series::{ChunkBytes, ChunkData, ChunkSeries};
 use crate::tombstones::{Interval, Tombstones};
@@ -839,23 +840,6 @@ pub struct ReplayState {
     pub samples: u64,
     pub unknown_refs: u64,
     pub skipped_records: u64,
-}
-
-fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::with_capacity(a.len().min(b.len()));
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
 }
 
 /// What one commit did.

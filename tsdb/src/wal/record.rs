@@ -31,6 +31,7 @@
 
 use std::sync::Arc;
 
+use crate::encoding::{put_uvarint, put_varint};
 use crate::labels::{Label, Labels};
 
 pub const SERIES: u8 = 1;
@@ -114,19 +115,6 @@ fn err<T>(msg: impl Into<String>) -> DecodeResult<T> {
 
 fn put_be64(buf: &mut Vec<u8>, v: u64) {
     buf.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn put_varint(buf: &mut Vec<u8>, v: i64) {
-    // Zigzag, as Go's binary.PutVarint.
-    put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
