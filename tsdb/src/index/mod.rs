@@ -113,26 +113,9 @@ impl Toc {
 // ---------------------------------------------------------------------------
 // Encoding helpers shared by the writer and the reader.
 
-pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-pub(crate) fn uvarint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
+// The Go-compatible encoders live in `crate::encoding`; re-exported here so
+// the writer and reader keep their short paths.
+pub(crate) use crate::encoding::{put_uvarint, put_varint, uvarint_len};
 
 pub(crate) fn put_uvarint_str(out: &mut Vec<u8>, s: &str) {
     put_uvarint(out, s.len() as u64);
