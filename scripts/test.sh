@@ -35,6 +35,11 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install s3s-fs@0.14.1 --features binary --locked
 fi
 
+# Debian's Chromium and playwright-core (npm ci in tests/browser): the headless
+# browser check of strata query's web page (tests/browser/ui_check.mjs).
+log "browser test tools (scripts/install-browser.sh)"
+./scripts/install-browser.sh
+
 # Rust components.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
