@@ -92,7 +92,7 @@ pub fn run(a: SidecarArgs) -> Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            crate::shutdown_signal().await;
             tracing::info!("shutting down");
         };
         strata_sidecar::run(cfg, shutdown).await

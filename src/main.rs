@@ -10,6 +10,26 @@ use clap::{Args, Parser, Subcommand};
 mod cmd_sidecar;
 mod cmd_tsdb;
 
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (what Kubernetes and
+/// `strata demo` send), so servers stop cleanly on either. If a handler
+/// cannot be installed the future never resolves and the default action
+/// (termination) stays in force.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "strata",
