@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd_demo;
 mod cmd_sidecar;
 mod cmd_tsdb;
 
@@ -52,6 +53,8 @@ enum Command {
     Sidecar(cmd_sidecar::SidecarArgs),
     /// Run a Prometheus-compatible TSDB server (scrape, remote write, HTTP API, remote read).
     Tsdb(cmd_tsdb::TsdbArgs),
+    /// Run two simulated Kubernetes clusters (tsdb + sidecar each) and a querier on this machine.
+    Demo(cmd_demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -170,6 +173,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => promqltest_tool(args),
         Command::Sidecar(args) => cmd_sidecar::run(args).map(|()| ExitCode::SUCCESS),
         Command::Tsdb(args) => cmd_tsdb::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => cmd_demo::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -1,0 +1,161 @@
+//! Where everything lives: the data directory's layout, the ports, and the
+//! configuration files the demo generates.
+//!
+//! ```text
+//! <data-dir>/
+//!   demo.lock                   one demo per data directory
+//!   objstore.yml                FILESYSTEM bucket config (unless --objstore.config-file)
+//!   bucket/                     the FILESYSTEM bucket
+//!   logs/<name>.log             each child process' stdout and stderr
+//!   clusterN/prometheus.yml     scrape config with external_labels {cluster: clusterN}
+//!   clusterN/tsdb/              the TSDB data directory (blocks, wal, thanos.shipper.json)
+//!   clusterN/backfill.json      written once the history is backfilled
+//! ```
+//!
+//! Ports, from `--port-base` B (default 10900): the querier's gRPC on B+1
+//! and HTTP on B+2 (10901/10902, Thanos' defaults); cluster N uses
+//! B+10N (tsdb HTTP), B+10N+1 (sidecar gRPC), B+10N+2 (sidecar HTTP) and
+//! B+10N+3 (demo exporters). Everything listens on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::model::Cluster;
+
+/// Default `--port-base`.
+pub const DEFAULT_PORT_BASE: u16 = 10900;
+
+/// Highest port offset used from the base.
+pub const MAX_PORT_OFFSET: u16 = 10 * crate::model::CLUSTER_NAMES.len() as u16 + 3;
+
+/// One cluster's paths and addresses.
+#[derive(Clone, Debug)]
+pub struct ClusterLayout {
+    pub name: String,
+    pub dir: PathBuf,
+    pub tsdb_dir: PathBuf,
+    pub config_file: PathBuf,
+    pub backfill_marker: PathBuf,
+    pub tsdb_http: String,
+    pub sidecar_grpc: String,
+    pub sidecar_http: String,
+    pub exporters: String,
+}
+
+/// The whole demo's paths and addresses.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub data_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub objstore_file: PathBuf,
+    /// The FILESYSTEM bucket directory, when the demo provides the bucket.
+    pub bucket_dir: Option<PathBuf>,
+    pub query_http: String,
+    pub query_grpc: String,
+    pub clusters: Vec<ClusterLayout>,
+}
+
+impl Layout {
+    /// `data_dir` should be absolute (children run with other working
+    /// directories in mind; the paths are printed for the user too).
+    pub fn new(
+        data_dir: &Path,
+        port_base: u16,
+        objstore_file: Option<&Path>,
+        query_http: Option<&str>,
+        query_grpc: Option<&str>,
+    ) -> Layout {
+        let addr = |off: u16| format!("127.0.0.1:{}", port_base.saturating_add(off));
+        let clusters = crate::model::CLUSTER_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let dir = data_dir.join(name);
+                let off = 10 * (i as u16 + 1);
+                ClusterLayout {
+                    name: name.to_string(),
+                    tsdb_dir: dir.join("tsdb"),
+                    config_file: dir.join("prometheus.yml"),
+                    backfill_marker: dir.join("backfill.json"),
+                    dir,
+                    tsdb_http: addr(off),
+                    sidecar_grpc: addr(off + 1),
+                    sidecar_http: addr(off + 2),
+                    exporters: addr(off + 3),
+                }
+            })
+            .collect();
+        let (objstore_file, bucket_dir) = match objstore_file {
+            Some(f) => (f.to_path_buf(), None),
+            None => (data_dir.join("objstore.yml"), Some(data_dir.join("bucket"))),
+        };
+        Layout {
+            data_dir: data_dir.to_path_buf(),
+            logs_dir: data_dir.join("logs"),
+            objstore_file,
+            bucket_dir,
+            query_http: query_http.map_or_else(|| addr(2), str::to_string),
+            query_grpc: query_grpc.map_or_else(|| addr(1), str::to_string),
+            clusters,
+        }
+    }
+}
+
+/// YAML double-quoted string (the values here are plain ASCII, but quote
+/// anyway: paths and `host:port` contain characters YAML cares about).
+fn q(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The `prometheus.yml` of one cluster's `strata tsdb`: the `cluster`
+/// external label and one scrape job per exporter kind, each target
+/// pointing at the cluster's demo exporter server with its own
+/// `__metrics_path__` and a stable `instance`.
+pub fn prometheus_yml(cluster: &Cluster, exporters_addr: &str, scrape_interval_s: u64) -> String {
+    let mut jobs: BTreeMap<&str, Vec<&crate::model::Target>> = BTreeMap::new();
+    for t in &cluster.targets {
+        jobs.entry(t.job.as_str()).or_default().push(t);
+    }
+    let timeout = scrape_interval_s.clamp(1, 10);
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "# Generated by `strata demo` at every start: edits are overwritten."
+    );
+    let _ = writeln!(y, "global:");
+    let _ = writeln!(y, "  scrape_interval: {scrape_interval_s}s");
+    let _ = writeln!(y, "  scrape_timeout: {timeout}s");
+    let _ = writeln!(y, "  external_labels:");
+    let _ = writeln!(y, "    cluster: {}", q(&cluster.name));
+    let _ = writeln!(y, "scrape_configs:");
+    for (job, targets) in jobs {
+        let _ = writeln!(y, "  - job_name: {}", q(job));
+        let _ = writeln!(y, "    static_configs:");
+        for t in targets {
+            let _ = writeln!(y, "      - targets: [{}]", q(exporters_addr));
+            let _ = writeln!(y, "        labels:");
+            let _ = writeln!(y, "          __metrics_path__: {}", q(&t.path));
+            let _ = writeln!(y, "          instance: {}", q(&t.instance));
+        }
+    }
+    y
+}
+
+/// The FILESYSTEM objstore.yml for `dir`.
+pub fn filesystem_objstore_yml(dir: &Path) -> String {
+    format!(
+        "# Generated by `strata demo`: the demo's bucket is a directory.\n# Pass --objstore.config-file to use S3, GCS or Azure instead.\ntype: FILESYSTEM\nconfig:\n  directory: {}\n",
+        q(&dir.display().to_string())
+    )
+}
