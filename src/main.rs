@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod cmd_demo;
+mod cmd_query;
 mod cmd_sidecar;
 mod cmd_tsdb;
 
@@ -51,6 +52,8 @@ enum Command {
     },
     /// Ship TSDB blocks to object storage and serve the StoreAPI (like `thanos sidecar`).
     Sidecar(cmd_sidecar::SidecarArgs),
+    /// Query many StoreAPI endpoints through one Prometheus API (like `thanos query`).
+    Query(Box<cmd_query::QueryArgs>),
     /// Run a Prometheus-compatible TSDB server (scrape, remote write, HTTP API, remote read).
     Tsdb(cmd_tsdb::TsdbArgs),
     /// Run two simulated Kubernetes clusters (tsdb + sidecar each) and a querier on this machine.
@@ -172,6 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cmd: ToolsCommand::Promqltest(args),
         } => promqltest_tool(args),
         Command::Sidecar(args) => cmd_sidecar::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Query(args) => cmd_query::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Tsdb(args) => cmd_tsdb::run(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => cmd_demo::run(args).map(|()| ExitCode::SUCCESS),
     }

@@ -125,6 +125,13 @@ pub(crate) struct Api {
 /// Serve it on a Tokio runtime with timers enabled (`enable_all`): handlers
 /// use `spawn_blocking` and deadlines.
 pub fn router(backend: Arc<dyn Backend>, opts: ApiOptions) -> Router {
+    router_with(backend, opts, Router::new())
+}
+
+/// [`router`] with extra routes under `/api/v1` (paths relative to it, e.g.
+/// `/stores`), served behind the same CORS, readiness and gzip layers as the
+/// built-in endpoints. `strata query` adds Thanos' `/api/v1/stores` this way.
+pub fn router_with(backend: Arc<dyn Backend>, opts: ApiOptions, extra_v1: Router) -> Router {
     let permits = Arc::new(Semaphore::new(opts.max_concurrency.max(1)));
     let api = Arc::new(Api {
         backend,
@@ -134,6 +141,7 @@ pub fn router(backend: Arc<dyn Backend>, opts: ApiOptions) -> Router {
     });
 
     let v1 = handlers::routes()
+        .merge(extra_v1.with_state::<Arc<Api>>(()))
         .fallback(not_found)
         .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(api.clone(), api_middleware));

@@ -1,0 +1,617 @@
+//! Fan-out of StoreAPI requests over the active endpoints, as Thanos'
+//! `ProxyStore` does it.
+//!
+//! For one [`SeriesRequest`]:
+//! 1. [`select_stores`] keeps the endpoints whose advertised `[min, max]`
+//!    time overlaps the request, whose external label sets do not contradict
+//!    the matchers ([`label_sets_match`], Thanos' `LabelSetsMatch`: a store
+//!    is kept if *any* of its sets has no label a matcher rejects; labels a
+//!    set lacks are ignored), and that pass the request's `storeMatch[]`.
+//! 2. The kept stores are called concurrently ([`series`]), each bounded by
+//!    the per-store response timeout and the request deadline, and each
+//!    answer is read completely (Thanos' default "eager" strategy), turned
+//!    into [`MergedSeries`] with replica labels stripped, sorted.
+//! 3. The sorted per-store lists are merged by labels with a k-way heap
+//!    merge; series with equal labels from several stores become one with
+//!    all their chunks, and identical chunks (same time range, same bytes;
+//!    compared by hash first) are dropped.
+//! 4. A failing store becomes a warning naming it when partial response is
+//!    allowed; otherwise the whole request fails with an error naming it.
+//!
+//! Limits: the number of series of one request (`max_series`, checked per
+//! store while reading and after merging), the per-store timeout, and the
+//! request deadline.
+//!
+//! `LabelNames` and `LabelValues` fan out the same way ([`label_names`],
+//! [`label_values`]) and union the answers.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use strata_proto::grpc::{MessageLimits, MAX_MESSAGE_SIZE};
+use strata_proto::thanos::store_client::StoreClient;
+use strata_proto::thanos::{
+    label_matcher, series_response, AggrChunk, Label as PbLabel, LabelMatcher, LabelNamesRequest,
+    LabelValuesRequest, Series, SeriesRequest,
+};
+use strata_tsdb::labels::{Label, Labels, MatchType, Matcher};
+
+use crate::endpoints::Endpoint;
+
+/// Why a fan-out failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A store failed and partial response is off.
+    #[error("{0}")]
+    Store(String),
+    /// A limit was exceeded.
+    #[error("{0}")]
+    Limit(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Fan-out settings.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOptions {
+    /// `--store.response-timeout`: limit of one store's whole answer; `None`
+    /// for none (Thanos' default 0 = off).
+    pub response_timeout: Option<Duration>,
+    /// `--query.max-series`: most series one request may return, 0 = no limit.
+    pub max_series: usize,
+}
+
+/// What to do for one request besides the StoreAPI request itself.
+#[derive(Clone, Debug, Default)]
+pub struct Fanout {
+    /// Allow partial responses: a failing store becomes a warning.
+    pub partial_response: bool,
+    /// `storeMatch[]`: a store is used only if one of these sets matches it
+    /// (empty = every store). See [`store_matches_debug`].
+    pub store_matchers: Vec<Vec<Matcher>>,
+    /// Labels removed from every series after it arrives (the replica
+    /// labels under deduplication), in case a store did not remove them.
+    pub strip_labels: Vec<String>,
+    /// The request's deadline.
+    pub deadline: Option<Instant>,
+}
+
+/// One series after merging, chunks sorted by (min_time, max_time).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergedSeries {
+    pub labels: Labels,
+    pub chunks: Vec<AggrChunk>,
+}
+
+/// A merged answer with the warnings collected on the way.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesSet {
+    pub series: Vec<MergedSeries>,
+    pub warnings: Vec<String>,
+}
+
+/// Go gRPC's error text: `rpc error: code = Unavailable desc = ...`.
+pub fn status_text(s: &tonic::Status) -> String {
+    format!("rpc error: code = {:?} desc = {}", s.code(), s.message())
+}
+
+/// tsdb matchers as StoreAPI matchers.
+pub fn to_pb_matchers(ms: &[Matcher]) -> Vec<LabelMatcher> {
+    ms.iter()
+        .map(|m| LabelMatcher {
+            r#type: match m.kind {
+                MatchType::Equal => label_matcher::Type::Eq,
+                MatchType::NotEqual => label_matcher::Type::Neq,
+                MatchType::Regex => label_matcher::Type::Re,
+                MatchType::NotRegex => label_matcher::Type::Nre,
+            } as i32,
+            name: m.name.clone(),
+            value: m.value.clone(),
+        })
+        .collect()
+}
+
+/// StoreAPI matchers as tsdb matchers.
+pub fn from_pb_matchers(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, ProxyError> {
+    ms.iter()
+        .map(|m| {
+            let kind = match label_matcher::Type::try_from(m.r#type) {
+                Ok(label_matcher::Type::Eq) => MatchType::Equal,
+                Ok(label_matcher::Type::Neq) => MatchType::NotEqual,
+                Ok(label_matcher::Type::Re) => MatchType::Regex,
+                Ok(label_matcher::Type::Nre) => MatchType::NotRegex,
+                Err(_) => {
+                    return Err(ProxyError::Invalid(format!(
+                        "unknown matcher type {}",
+                        m.r#type
+                    )))
+                }
+            };
+            Matcher::new(kind, m.name.clone(), m.value.clone())
+                .map_err(|e| ProxyError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// Thanos' `LabelSetsMatch`; see the module docs.
+pub fn label_sets_match(matchers: &[Matcher], sets: &[Labels]) -> bool {
+    if sets.is_empty() {
+        return true;
+    }
+    sets.iter().any(|ls| {
+        matchers
+            .iter()
+            .all(|m| ls.get(&m.name).is_none_or(|v| m.matches(v)))
+    })
+}
+
+/// `storeMatch[]`: whether one of the matcher sets accepts the store. Each
+/// set is checked against every label set of the store extended with
+/// `__address__` (the endpoint's address, which is what Thanos matches);
+/// unlike [`label_sets_match`], a label the set lacks is matched as "".
+pub fn store_matches_debug(ep: &Endpoint, sets: &[Vec<Matcher>]) -> bool {
+    if sets.is_empty() {
+        return true;
+    }
+    let mut label_sets = ep.meta().map(|m| m.label_sets).unwrap_or_default();
+    if label_sets.is_empty() {
+        label_sets.push(Labels::empty());
+    }
+    label_sets.iter().any(|ls| {
+        let get = |name: &str| -> String {
+            if name == "__address__" {
+                ep.name.clone()
+            } else {
+                ls.get(name).unwrap_or("").to_string()
+            }
+        };
+        sets.iter()
+            .any(|set| set.iter().all(|m| m.matches(&get(&m.name))))
+    })
+}
+
+/// The endpoints a request over `[mint, maxt]` with `matchers` must ask.
+pub fn select_stores(
+    eps: &[Arc<Endpoint>],
+    mint: i64,
+    maxt: i64,
+    matchers: &[Matcher],
+    store_matchers: &[Vec<Matcher>],
+) -> Vec<Arc<Endpoint>> {
+    eps.iter()
+        .filter(|e| {
+            let Some(meta) = e.meta() else {
+                return false;
+            };
+            if mint > meta.max_time || maxt < meta.min_time {
+                return false;
+            }
+            label_sets_match(matchers, &meta.label_sets) && store_matches_debug(e, store_matchers)
+        })
+        .cloned()
+        .collect()
+}
+
+fn pb_labels_to_labels(ls: Vec<PbLabel>, strip: &[String]) -> Labels {
+    let mut v: Vec<Label> = ls
+        .into_iter()
+        .filter(|l| !l.value.is_empty() && !strip.contains(&l.name))
+        .map(|l| Label::new(l.name, l.value))
+        .collect();
+    if v.windows(2).all(|w| w[0].name < w[1].name) {
+        Labels::from_sorted(v)
+    } else {
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v.dedup_by(|a, b| a.name == b.name);
+        Labels::from_sorted(v)
+    }
+}
+
+/// Remaining time until `deadline`, capped by `cap`.
+fn budget(deadline: Option<Instant>, cap: Option<Duration>) -> Option<Duration> {
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    match (left, cap) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Why one store's call failed: a store failure is subject to the partial
+/// response policy, a limit always fails the request.
+#[derive(Debug)]
+enum CallError {
+    Store(String),
+    Limit(String),
+}
+
+impl From<String> for CallError {
+    fn from(s: String) -> Self {
+        CallError::Store(s)
+    }
+}
+
+/// Reads one store's whole Series answer.
+async fn store_series(
+    ep: &Endpoint,
+    req: SeriesRequest,
+    strip: &[String],
+    max_series: usize,
+) -> Result<(Vec<MergedSeries>, Vec<String>), CallError> {
+    let mut client = StoreClient::new(ep.channel.clone()).with_message_limits(MAX_MESSAGE_SIZE);
+    let mut stream = client
+        .series(req)
+        .await
+        .map_err(|s| status_text(&s))?
+        .into_inner();
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    let push = |s: Series, out: &mut Vec<MergedSeries>| -> Result<(), CallError> {
+        out.push(MergedSeries {
+            labels: pb_labels_to_labels(s.labels, strip),
+            chunks: s.chunks,
+        });
+        if max_series > 0 && out.len() > max_series {
+            return Err(CallError::Limit(format!(
+                "the query selects more than {max_series} series (--query.max-series)"
+            )));
+        }
+        Ok(())
+    };
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|s| status_text(&s))?;
+        match frame.result {
+            Some(series_response::Result::Series(s)) => push(s, &mut out)?,
+            Some(series_response::Result::Batch(b)) => {
+                for s in b.series {
+                    push(s, &mut out)?;
+                }
+            }
+            Some(series_response::Result::Warning(w)) => warnings.push(w),
+            Some(series_response::Result::Hints(_)) | None => {}
+        }
+    }
+    // Stripping labels (or a store that does not sort) may break the order
+    // the merge needs: restore it, merging series that became equal.
+    if !out.windows(2).all(|w| w[0].labels < w[1].labels) {
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut merged: Vec<MergedSeries> = Vec::with_capacity(out.len());
+        for s in out {
+            match merged.last_mut() {
+                Some(last) if last.labels == s.labels => last.chunks.extend(s.chunks),
+                _ => merged.push(s),
+            }
+        }
+        out = merged;
+    }
+    Ok((out, warnings))
+}
+
+/// Runs `call` on every store concurrently with the timeouts applied, and
+/// sorts results from failures according to the partial-response policy.
+async fn fan_out<T, F, Fut>(
+    stores: &[Arc<Endpoint>],
+    fo: &Fanout,
+    opts: &ProxyOptions,
+    call: F,
+) -> Result<(Vec<T>, Vec<String>), ProxyError>
+where
+    F: Fn(Arc<Endpoint>) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, Vec<String>), CallError>>,
+{
+    let calls = stores.iter().map(|ep| {
+        let ep = ep.clone();
+        let fut = call(ep.clone());
+        async move {
+            let started = Instant::now();
+            let res = match budget(fo.deadline, opts.response_timeout) {
+                Some(b) => match tokio::time::timeout(b, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(CallError::Store(format!("no complete answer within {b:?}"))),
+                },
+                None => fut.await,
+            };
+            ep.stats.record(started.elapsed(), res.is_err());
+            (ep, res)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut oks = Vec::with_capacity(results.len());
+    let mut warnings = Vec::new();
+    for (ep, res) in results {
+        match res {
+            Ok((v, w)) => {
+                oks.push(v);
+                warnings.extend(w);
+            }
+            Err(CallError::Limit(m)) => return Err(ProxyError::Limit(m)),
+            Err(CallError::Store(e)) => {
+                let msg = format!("receive from {}: {e}", ep.describe());
+                if !fo.partial_response {
+                    return Err(ProxyError::Store(msg));
+                }
+                tracing::warn!(endpoint = %ep.name, error = %e, "store failed; partial response");
+                warnings.push(msg);
+            }
+        }
+    }
+    Ok((oks, warnings))
+}
+
+/// Fans a Series request out and merges the answers (module docs).
+pub async fn series(
+    eps: &[Arc<Endpoint>],
+    req: SeriesRequest,
+    fo: &Fanout,
+    opts: &ProxyOptions,
+) -> Result<SeriesSet, ProxyError> {
+    let matchers = from_pb_matchers(&req.matchers)?;
+    let stores = select_stores(
+        eps,
+        req.min_time,
+        req.max_time,
+        &matchers,
+        &fo.store_matchers,
+    );
+    let max_series = opts.max_series;
+    let (lists, warnings) = fan_out(&stores, fo, opts, |ep| {
+        let req = req.clone();
+        let strip = fo.strip_labels.clone();
+        async move { store_series(&ep, req, &strip, max_series).await }
+    })
+    .await?;
+    let series = merge(lists);
+    if max_series > 0 && series.len() > max_series {
+        return Err(ProxyError::Limit(format!(
+            "the query selects {} series, more than the limit of {max_series} (--query.max-series)",
+            series.len()
+        )));
+    }
+    Ok(SeriesSet { series, warnings })
+}
+
+/// Heap entry of the k-way merge: the head series of list `idx`.
+struct Head {
+    labels: Labels,
+    idx: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.labels.cmp(&o.labels).then(self.idx.cmp(&o.idx))
+    }
+}
+
+/// K-way merge of label-sorted lists; equal label sets are joined and
+/// their chunks deduplicated.
+pub fn merge(lists: Vec<Vec<MergedSeries>>) -> Vec<MergedSeries> {
+    let total: usize = lists.iter().map(Vec::len).sum();
+    let mut iters: Vec<std::vec::IntoIter<MergedSeries>> =
+        lists.into_iter().map(Vec::into_iter).collect();
+    let mut pending: Vec<Option<MergedSeries>> = Vec::with_capacity(iters.len());
+    let mut heap = BinaryHeap::with_capacity(iters.len());
+    for (idx, it) in iters.iter_mut().enumerate() {
+        let next = it.next();
+        if let Some(s) = &next {
+            heap.push(Reverse(Head {
+                labels: s.labels.clone(),
+                idx,
+            }));
+        }
+        pending.push(next);
+    }
+    let mut out: Vec<MergedSeries> = Vec::with_capacity(total);
+    let mut multi = false;
+    while let Some(Reverse(head)) = heap.pop() {
+        let Some(s) = pending[head.idx].take() else {
+            continue;
+        };
+        if let Some(n) = iters[head.idx].next() {
+            heap.push(Reverse(Head {
+                labels: n.labels.clone(),
+                idx: head.idx,
+            }));
+            pending[head.idx] = Some(n);
+        }
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => {
+                last.chunks.extend(s.chunks);
+                multi = true;
+            }
+            _ => {
+                if multi {
+                    if let Some(prev) = out.last_mut() {
+                        dedup_chunks(&mut prev.chunks);
+                    }
+                }
+                multi = false;
+                out.push(s);
+            }
+        }
+    }
+    if multi {
+        if let Some(prev) = out.last_mut() {
+            dedup_chunks(&mut prev.chunks);
+        }
+    }
+    out
+}
+
+fn chunk_hash(c: &AggrChunk) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for part in [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter] {
+        match part {
+            Some(ch) => {
+                ch.r#type.hash(&mut h);
+                ch.data.hash(&mut h);
+            }
+            None => 0xffu8.hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
+/// Sorts chunks by time and drops exact duplicates (same time range and
+/// bytes), which overlapping stores (a sidecar and a store gateway over the
+/// same block) return.
+pub fn dedup_chunks(chunks: &mut Vec<AggrChunk>) {
+    if chunks.len() < 2 {
+        return;
+    }
+    let mut keyed: Vec<(i64, i64, u64, AggrChunk)> = chunks
+        .drain(..)
+        .map(|c| (c.min_time, c.max_time, chunk_hash(&c), c))
+        .collect();
+    keyed.sort_by_key(|a| (a.0, a.1, a.2));
+    keyed.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2 && a.3 == b.3);
+    chunks.extend(keyed.into_iter().map(|k| k.3));
+}
+
+/// Fans out `LabelNames`, returning the sorted union.
+pub async fn label_names(
+    eps: &[Arc<Endpoint>],
+    req: LabelNamesRequest,
+    fo: &Fanout,
+    opts: &ProxyOptions,
+) -> Result<(Vec<String>, Vec<String>), ProxyError> {
+    let matchers = from_pb_matchers(&req.matchers)?;
+    let stores = select_stores(eps, req.start, req.end, &matchers, &fo.store_matchers);
+    let (lists, warnings) = fan_out(&stores, fo, opts, |ep| {
+        let req = req.clone();
+        async move {
+            let mut c = StoreClient::new(ep.channel.clone()).with_message_limits(MAX_MESSAGE_SIZE);
+            let r = c
+                .label_names(req)
+                .await
+                .map_err(|s| CallError::Store(status_text(&s)))?;
+            let r = r.into_inner();
+            Ok((r.names, r.warnings))
+        }
+    })
+    .await?;
+    let mut names: Vec<String> = lists.into_iter().flatten().collect();
+    names.retain(|n| !fo.strip_labels.contains(n));
+    names.sort();
+    names.dedup();
+    Ok((names, warnings))
+}
+
+/// Fans out `LabelValues`, returning the sorted union.
+pub async fn label_values(
+    eps: &[Arc<Endpoint>],
+    req: LabelValuesRequest,
+    fo: &Fanout,
+    opts: &ProxyOptions,
+) -> Result<(Vec<String>, Vec<String>), ProxyError> {
+    let matchers = from_pb_matchers(&req.matchers)?;
+    let stores = select_stores(eps, req.start, req.end, &matchers, &fo.store_matchers);
+    let (lists, warnings) = fan_out(&stores, fo, opts, |ep| {
+        let req = req.clone();
+        async move {
+            let mut c = StoreClient::new(ep.channel.clone()).with_message_limits(MAX_MESSAGE_SIZE);
+            let r = c
+                .label_values(req)
+                .await
+                .map_err(|s| CallError::Store(status_text(&s)))?;
+            let r = r.into_inner();
+            Ok((r.values, r.warnings))
+        }
+    })
+    .await?;
+    let mut values: Vec<String> = lists.into_iter().flatten().collect();
+    values.sort();
+    values.dedup();
+    Ok((values, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::thanos::Chunk;
+
+    fn ls(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    fn chunk(min: i64, max: i64, data: &[u8]) -> AggrChunk {
+        AggrChunk {
+            min_time: min,
+            max_time: max,
+            raw: Some(Chunk {
+                r#type: 0,
+                data: data.to_vec().into(),
+                hash: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn label_sets_matching_is_thanos_like() {
+        let sets = vec![
+            ls(&[("cluster", "c1")]),
+            ls(&[("cluster", "c2"), ("env", "prod")]),
+        ];
+        let eq = |n: &str, v: &str| Matcher::equal(n, v);
+        assert!(label_sets_match(&[eq("cluster", "c2")], &sets));
+        assert!(!label_sets_match(&[eq("cluster", "c3")], &sets));
+        // Labels no set has are ignored.
+        assert!(label_sets_match(&[eq("job", "x")], &sets));
+        assert!(!label_sets_match(
+            &[eq("cluster", "c1"), eq("env", "dev")],
+            &sets[1..]
+        ));
+        let re = Matcher::new(MatchType::Regex, "cluster", "c1|c9").unwrap();
+        assert!(label_sets_match(std::slice::from_ref(&re), &sets));
+        assert!(!label_sets_match(&[re], &sets[1..]));
+        assert!(label_sets_match(&[eq("cluster", "zzz")], &[]));
+    }
+
+    #[test]
+    fn k_way_merge_joins_equal_series_and_drops_identical_chunks() {
+        let a = vec![
+            MergedSeries {
+                labels: ls(&[("a", "1")]),
+                chunks: vec![chunk(0, 10, b"x")],
+            },
+            MergedSeries {
+                labels: ls(&[("a", "3")]),
+                chunks: vec![chunk(0, 10, b"y")],
+            },
+        ];
+        let b = vec![
+            MergedSeries {
+                labels: ls(&[("a", "1")]),
+                chunks: vec![chunk(0, 10, b"x"), chunk(11, 20, b"z")],
+            },
+            MergedSeries {
+                labels: ls(&[("a", "2")]),
+                chunks: vec![],
+            },
+        ];
+        let c = vec![MergedSeries {
+            labels: ls(&[("a", "1")]),
+            chunks: vec![chunk(0, 10, b"q")],
+        }];
+        let out = merge(vec![a, b, c]);
+        let names: Vec<String> = out.iter().map(|s| s.labels.to_string()).collect();
+        assert_eq!(names, vec![r#"{a="1"}"#, r#"{a="2"}"#, r#"{a="3"}"#]);
+        // x (twice, one dropped), q (same range, other bytes: kept), z.
+        assert_eq!(out[0].chunks.len(), 3);
+        assert_eq!(out[0].chunks[2].min_time, 11);
+    }
+}
