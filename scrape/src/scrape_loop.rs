@@ -188,6 +188,9 @@ impl ScrapeReport {
 struct CacheEntry {
     /// The final label set; `None` when relabeling drops the series.
     out: Option<Labels>,
+    /// The storage's ref for `out` (0: none yet), so that later scrapes
+    /// append without the storage hashing and comparing the labels.
+    series_ref: u64,
     last_iter: u64,
 }
 
@@ -609,14 +612,15 @@ fn append_body(
         c.total += 1;
         let explicit = if o.honor_timestamps { t_ms } else { None };
         let t = explicit.unwrap_or(ts);
-        let (out, new) = match st.cache.get_mut(&exposed) {
-            Some(e) => {
+        let (entry, new) = match st.cache.entry(exposed) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let e = e.into_mut();
                 e.last_iter = st.iter;
-                (e.out.clone(), false)
+                (e, false)
             }
-            None => {
+            std::collections::hash_map::Entry::Vacant(slot) => {
                 let out = mutate_sample_labels(
-                    &exposed,
+                    slot.key(),
                     target_labels,
                     o.honor_labels,
                     &o.metric_relabel_configs,
@@ -624,16 +628,15 @@ fn append_body(
                 if let Some(ls) = &out {
                     check_labels(ls, o)?;
                 }
-                st.cache.insert(
-                    exposed,
-                    CacheEntry {
-                        out: out.clone(),
-                        last_iter: st.iter,
-                    },
-                );
-                (out, true)
+                let e = slot.insert(CacheEntry {
+                    out,
+                    series_ref: 0,
+                    last_iter: st.iter,
+                });
+                (e, true)
             }
         };
+        let out = entry.out.clone();
         let Some(ls) = out else { continue };
         c.added += 1;
         if o.sample_limit > 0 && c.added > o.sample_limit {
@@ -645,8 +648,9 @@ fn append_body(
             c.out_of_bounds += 1;
             continue;
         }
-        match app.append(&ls, t, v) {
-            Ok(()) => {
+        match app.append_cached(entry.series_ref, &ls, t, v) {
+            Ok(series_ref) => {
+                entry.series_ref = series_ref;
                 if new {
                     c.series_added += 1;
                 }

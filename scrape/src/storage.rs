@@ -30,6 +30,20 @@ pub enum AppendError {
 /// A batch of appends, committed or rolled back as a whole.
 pub trait ScrapeAppender {
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError>;
+    /// Like `append`, given the ref this storage returned for `labels`
+    /// earlier (0: none), which lets it skip looking the series up by its
+    /// labels. Returns the ref to keep for the next call (0: the storage has
+    /// no refs). A storage that no longer knows the ref uses the labels.
+    fn append_cached(
+        &mut self,
+        series_ref: u64,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<u64, AppendError> {
+        let _ = series_ref;
+        self.append(labels, t, v).map(|()| 0)
+    }
     /// Makes the batch durable and visible.
     fn commit(self: Box<Self>) -> Result<(), String>;
     /// Discards the batch.
@@ -43,16 +57,38 @@ pub trait Appendable: Send + Sync + 'static {
 
 struct DbAppender<'a>(strata_tsdb::head::Appender<'a>);
 
+fn classify(e: strata_tsdb::Error) -> AppendError {
+    use strata_tsdb::Error;
+    match e {
+        Error::OutOfOrderSample => AppendError::OutOfOrder,
+        Error::DuplicateSampleForTimestamp => AppendError::Duplicate,
+        Error::OutOfBounds => AppendError::OutOfBounds,
+        e => AppendError::Other(e.to_string()),
+    }
+}
+
 impl ScrapeAppender for DbAppender<'_> {
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError> {
-        use strata_tsdb::Error;
-        match self.0.append(labels, t, v) {
-            Ok(_) => Ok(()),
-            Err(Error::OutOfOrderSample) => Err(AppendError::OutOfOrder),
-            Err(Error::DuplicateSampleForTimestamp) => Err(AppendError::Duplicate),
-            Err(Error::OutOfBounds) => Err(AppendError::OutOfBounds),
-            Err(e) => Err(AppendError::Other(e.to_string())),
+        self.0.append(labels, t, v).map(|_| ()).map_err(classify)
+    }
+
+    fn append_cached(
+        &mut self,
+        series_ref: u64,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<u64, AppendError> {
+        if series_ref != 0 {
+            match self.0.append_ref(series_ref, t, v) {
+                Ok(()) => return Ok(series_ref),
+                // Removed by head truncation since: look it up (or create
+                // it again) by its labels.
+                Err(strata_tsdb::Error::UnknownSeriesRef(_)) => {}
+                Err(e) => return Err(classify(e)),
+            }
         }
+        self.0.append(labels, t, v).map_err(classify)
     }
 
     fn commit(self: Box<Self>) -> Result<(), String> {

@@ -68,12 +68,11 @@ fn bench_append(c: &mut Criterion) {
     let mut t = 0i64;
     // Create the series first: steady state is appends to existing series.
     let mut app = db.appender();
-    for l in &ls {
-        app.append(l, t, 0.0).unwrap();
-    }
+    let refs: Vec<u64> = ls.iter().map(|l| app.append(l, t, 0.0).unwrap()).collect();
     app.commit().unwrap();
     let mut g = c.benchmark_group("head");
     g.throughput(Throughput::Elements(ls.len() as u64));
+    // Every append finds its series by hashing and comparing the labels.
     g.bench_function("append_commit_wal_10k_series", |b| {
         b.iter_batched(
             || {
@@ -84,6 +83,25 @@ fn bench_append(c: &mut Criterion) {
                 let mut app = db.appender();
                 for (i, l) in ls.iter().enumerate() {
                     app.append(l, ts, (ts / 1000) as f64 + i as f64).unwrap();
+                }
+                app.commit().unwrap();
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // Appends by the series ref an earlier append returned, as the scrape
+    // loop's cache and Prometheus' scrape cache do.
+    g.bench_function("append_ref_commit_wal_10k_series", |b| {
+        b.iter_batched(
+            || {
+                t += 15_000;
+                t
+            },
+            |ts| {
+                let mut app = db.appender();
+                for (i, &r) in refs.iter().enumerate() {
+                    app.append_ref(r, ts, (ts / 1000) as f64 + i as f64)
+                        .unwrap();
                 }
                 app.commit().unwrap();
             },

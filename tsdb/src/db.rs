@@ -38,6 +38,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{self, Block, WriteOptions};
+use crate::compact;
 use crate::error::{Error, IoContext, Result};
 use crate::head::{range_for_timestamp, Head, HeadOptions, ReplayState, DEFAULT_BLOCK_DURATION};
 use crate::labels::Matcher;
@@ -93,6 +94,9 @@ impl DbOptions {
 pub struct OpenReport {
     pub blocks: usize,
     pub removed_tmp_dirs: Vec<PathBuf>,
+    /// Blocks deleted because a compacted block lists them as parents: a
+    /// crash hit between writing the compacted block and deleting them.
+    pub removed_parent_blocks: Vec<String>,
     pub replayed_samples: u64,
     pub wal_repaired: Option<String>,
 }
@@ -134,6 +138,8 @@ impl Db {
             ..Default::default()
         };
         let blocks = open_blocks(dir)?;
+        let (blocks, removed) = remove_compacted_parents(blocks)?;
+        report.removed_parent_blocks = removed;
         report.blocks = blocks.len();
         let max_block_t = blocks.iter().map(|b| b.max_time()).max();
 
@@ -309,8 +315,71 @@ impl Db {
             self.head.truncate_memory(maxt);
             self.truncate_wal(maxt)?;
         }
+        written.extend(self.compact_blocks_locked()?);
         self.apply_retention_locked()?;
         Ok(written)
+    }
+
+    /// Merges blocks as [`crate::compact::plan`] says until it says nothing
+    /// is left. Returns the metas of the blocks written.
+    fn compact_blocks_locked(&self) -> Result<Vec<BlockMeta>> {
+        let ranges = compact::ranges(self.opts.min_block_duration, self.opts.max_block_duration);
+        let mut written = Vec::new();
+        // Every round removes at least one block, or writes nothing and
+        // stops; the bound only guards against a planning bug looping.
+        for _ in 0..10_000 {
+            let blocks = self.blocks.read().clone();
+            let metas: Vec<&BlockMeta> = blocks.iter().map(|b| b.meta()).collect();
+            let picked = compact::plan(&metas, &ranges);
+            if picked.is_empty() {
+                break;
+            }
+            let parents: Vec<Arc<Block>> = picked.iter().map(|&i| blocks[i].clone()).collect();
+            written.extend(self.merge_blocks(&parents)?);
+        }
+        Ok(written)
+    }
+
+    /// Writes one block holding the data of `parents` (tombstones applied,
+    /// overlaps merged) and then deletes them. The new block appears under
+    /// its final name only when complete, and lists the parents in its
+    /// meta.json, so that a crash before they are deleted is repaired on the
+    /// next open (see [`remove_compacted_parents`]).
+    fn merge_blocks(&self, parents: &[Arc<Block>]) -> Result<Option<BlockMeta>> {
+        let metas: Vec<&BlockMeta> = parents.iter().map(|b| b.meta()).collect();
+        let (compaction, mint, maxt) = compact::merged_meta(&metas);
+        let mut sets = Vec::with_capacity(parents.len());
+        for b in parents {
+            sets.push(b.select(&[], b.min_time(), b.max_time() - 1)?);
+        }
+        let series = merge_series_sets(sets);
+        let meta = block::write_block(
+            &self.dir,
+            &series,
+            &WriteOptions {
+                min_time: mint,
+                max_time: maxt,
+                compaction: Some(compaction),
+                segment_size: None,
+            },
+        )?;
+        let new = match &meta {
+            Some(m) => Some(Block::open(&self.dir.join(&m.ulid))?),
+            // Everything was deleted: nothing to write, the parents go.
+            None => None,
+        };
+        {
+            let mut bs = self.blocks.write();
+            bs.retain(|x| !parents.iter().any(|p| Arc::ptr_eq(x, p)));
+            bs.extend(new);
+        }
+        for p in parents {
+            block::delete_block_dir(p.dir())?;
+        }
+        if let Some(m) = &meta {
+            tracing::info!(ulid = %m.ulid, level = m.compaction.level, parents = parents.len(), mint, maxt, "compacted blocks");
+        }
+        Ok(meta)
     }
 
     /// Writes the whole head as blocks regardless of the 1.5-range trigger
@@ -480,6 +549,31 @@ impl Db {
 }
 
 /// Opens every block directory, oldest first.
+/// Deletes the blocks that another block names as a compaction parent (a
+/// compaction whose sources were not deleted yet when it was interrupted),
+/// as Prometheus does on reload. Returns the remaining blocks and the ULIDs
+/// deleted.
+fn remove_compacted_parents(blocks: Vec<Arc<Block>>) -> Result<(Vec<Arc<Block>>, Vec<String>)> {
+    let parents: std::collections::HashSet<&str> = blocks
+        .iter()
+        .flat_map(|b| b.meta().compaction.parents.iter().map(|p| p.ulid.as_str()))
+        .collect();
+    if parents.is_empty() {
+        return Ok((blocks, Vec::new()));
+    }
+    let (doomed, keep): (Vec<_>, Vec<_>) = blocks
+        .iter()
+        .cloned()
+        .partition(|b| parents.contains(b.meta().ulid.as_str()));
+    let mut removed = Vec::new();
+    for b in doomed {
+        tracing::info!(ulid = %b.meta().ulid, "deleting block already compacted into another");
+        block::delete_block_dir(b.dir())?;
+        removed.push(b.meta().ulid.clone());
+    }
+    Ok((keep, removed))
+}
+
 pub fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
     let mut blocks = Vec::new();
     for d in block::block_dirs(dir)? {

@@ -33,6 +33,11 @@ pub enum Error {
     /// A label set that the index cannot hold (empty, duplicate names, ...).
     #[error("invalid series labels: {0}")]
     InvalidLabels(String),
+    /// An append by series ref for a ref the head does not hold (never
+    /// handed out, or its series was removed by head truncation since).
+    /// The caller appends by labels instead and caches the new ref.
+    #[error("unknown series ref {0}")]
+    UnknownSeriesRef(u64),
     /// A caller error: bad arguments.
     #[error("{0}")]
     Invalid(String),

@@ -7,6 +7,9 @@
 //!   [`Appender::commit`], which writes the batch to the WAL *first* and only
 //!   then applies it to memory. When `commit` returns `Ok`, the batch is in
 //!   the operating system's page cache and survives `kill -9`.
+//!   [`Appender::append`] returns the series ref; callers that append to the
+//!   same series again (the scrape loop's cache) pass it to
+//!   [`Appender::append_ref`], which skips hashing and comparing the labels.
 //!
 //! Append rules are Prometheus 2.42's (`tsdb/head_append.go`), because users
 //! and remote-write senders rely on the exact errors:
@@ -68,6 +71,23 @@ fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
         return max;
     }
     start + (max - start) / n
+}
+
+/// Bytes reserved for a series' first chunk; later ones are sized from
+/// the chunk before (see [`next_chunk_capacity`]).
+const INITIAL_CHUNK_BYTES: usize = 128;
+
+/// Capacity for the chunk after one of `len` bytes holding `samples`: its
+/// size scaled to 120 samples plus 1/8 for variation, so that a series with
+/// steady data gets a buffer that fits without doubling, instead of a
+/// vector that grew 128 → 256 → 512 and is up to half empty. Chunk bytes
+/// are the largest part of head memory.
+fn next_chunk_capacity(len: usize, samples: usize) -> usize {
+    if samples == 0 {
+        return INITIAL_CHUNK_BYTES;
+    }
+    let expected = len * SAMPLES_PER_CHUNK / samples;
+    (expected + expected / 8 + 8).clamp(32, 4096)
 }
 
 /// A closed (full) chunk. Immutable, shared with readers.
@@ -153,11 +173,14 @@ impl SeriesData {
     }
 
     fn cut(&mut self, t: i64, chunk_range: i64) {
+        let capacity = self.open.as_ref().map_or(INITIAL_CHUNK_BYTES, |o| {
+            next_chunk_capacity(o.chunk.bytes().len(), o.chunk.num_samples())
+        });
         self.close_open();
         self.open = Some(OpenChunk {
             min_time: t,
             max_time: i64::MIN,
-            chunk: XorChunk::new(),
+            chunk: XorChunk::with_capacity(capacity),
         });
         self.next_at = range_for_timestamp(t, chunk_range);
     }
@@ -225,12 +248,14 @@ struct MemPostings {
 impl MemPostings {
     fn add(&mut self, r: u64, labels: &Labels) {
         for l in labels {
+            // Most values (instance, pod, ...) have one series: start with
+            // room for one ref, not the 4 a pushed-to empty Vec gets.
             let list = self
                 .m
                 .entry(l.name.clone())
                 .or_default()
                 .entry(l.value.clone())
-                .or_default();
+                .or_insert_with(|| Vec::with_capacity(1));
             // Refs are handed out increasing, except on WAL replay; keep sorted.
             match list.last() {
                 Some(&last) if last > r => {
@@ -276,15 +301,42 @@ impl MemPostings {
     }
 }
 
+/// Hasher for maps keyed by `u64`s that are already well spread or
+/// sequential: series refs and label-set hashes. One multiplication instead
+/// of SipHash, which the append-by-ref path would otherwise pay per sample.
+/// The keys are not attacker-chosen in a way that matters: refs are handed
+/// out by the head, and label hashes are SipHash outputs already.
+#[derive(Default, Clone, Copy)]
+struct U64Hasher(u64);
+
+impl Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys use this hasher; fold anything else in bytewise.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        // Fibonacci hashing: the multiplication moves the entropy of
+        // sequential refs into the high bits hashbrown uses for its tags.
+        self.0 = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<U64Hasher>>;
+
 /// Interned series index.
 #[derive(Default)]
 struct SeriesIndex {
-    by_ref: HashMap<u64, Arc<MemSeries>>,
+    by_ref: U64Map<Arc<MemSeries>>,
     /// Label-set hash → series ref. A hash shared by two label sets (rare)
     /// keeps the other refs in `collisions`, so the common case costs no
     /// allocation per series.
-    by_hash: HashMap<u64, u64>,
-    collisions: HashMap<u64, Vec<u64>>,
+    by_hash: U64Map<u64>,
+    collisions: U64Map<Vec<u64>>,
     postings: MemPostings,
     symbols: HashSet<Arc<str>>,
 }
@@ -383,8 +435,25 @@ pub struct Head {
     min_valid_time: AtomicI64,
     tombstones: Mutex<Tombstones>,
     wal: Option<Mutex<Wal>>,
+    /// Buffers reused across commits (see [`CommitBuffers`]).
+    buffers: Mutex<CommitBuffers>,
     pub stats: HeadStats,
 }
+
+/// The WAL record encodings, kept between commits so that a steady stream
+/// of scrapes does not regrow them per batch. Used under the WAL lock, so
+/// one set suffices. (Appenders' sample queues are not pooled: a pool of
+/// them would hold about 32 bytes per sample of the largest batches, which
+/// counts against head memory per series more than it saves in time.)
+#[derive(Default)]
+struct CommitBuffers {
+    series_rec: Vec<u8>,
+    samples_rec: Vec<u8>,
+}
+
+/// Buffers that grew beyond this many bytes (a huge remote-write batch) are
+/// freed rather than kept, so one outlier does not pin memory.
+const MAX_POOLED_BYTES: usize = 8 << 20;
 
 impl Head {
     /// A head with no WAL: appends are not durable (backfill, tests).
@@ -402,6 +471,7 @@ impl Head {
             min_valid_time: AtomicI64::new(i64::MIN),
             tombstones: Mutex::new(Tombstones::new()),
             wal: wal.map(Mutex::new),
+            buffers: Mutex::new(CommitBuffers::default()),
             stats: HeadStats::default(),
         }
     }
@@ -871,6 +941,34 @@ impl Appender<'_> {
         if labels.is_empty() {
             return Err(Error::InvalidLabels("empty label set".into()));
         }
+        self.check_bounds(t)?;
+        let (s, created) = self.head.get_or_create(labels);
+        if created {
+            self.new_series.push(RefSeries {
+                series_ref: s.series_ref,
+                labels: s.labels.clone(),
+            });
+        }
+        self.add(s, t, v)
+    }
+
+    /// Adds a sample to the series with ref `series_ref`, as returned by an
+    /// earlier [`Appender::append`] (Prometheus' `Append` with a non-zero
+    /// ref). Skips hashing and comparing the labels, which is most of the
+    /// cost of an append. Fails with [`Error::UnknownSeriesRef`] when the
+    /// head no longer holds the series (removed by truncation since): the
+    /// caller then appends by labels and caches the new ref. Refs are never
+    /// reused, so a stale ref cannot hit another series.
+    pub fn append_ref(&mut self, series_ref: u64, t: i64, v: f64) -> Result<()> {
+        self.check_bounds(t)?;
+        let found = self.head.index.read().by_ref.get(&series_ref).cloned();
+        let Some(s) = found else {
+            return Err(Error::UnknownSeriesRef(series_ref));
+        };
+        self.add(s, t, v).map(|_| ())
+    }
+
+    fn check_bounds(&mut self, t: i64) -> Result<()> {
         if self.first {
             self.first = false;
             let head_min = t - self.head.opts.chunk_range / 2;
@@ -883,13 +981,11 @@ impl Appender<'_> {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(Error::OutOfBounds);
         }
-        let (s, created) = self.head.get_or_create(labels);
-        if created {
-            self.new_series.push(RefSeries {
-                series_ref: s.series_ref,
-                labels: s.labels.clone(),
-            });
-        }
+        Ok(())
+    }
+
+    /// The checks against committed data, then queues the sample.
+    fn add(&mut self, s: Arc<MemSeries>, t: i64, v: f64) -> Result<u64> {
         {
             let d = s.data.lock();
             if let Some(max) = d.max_time() {
@@ -911,13 +1007,10 @@ impl Appender<'_> {
         }
         self.mint = self.mint.min(t);
         self.maxt = self.maxt.max(t);
-        self.samples.push(RefSample {
-            series_ref: s.series_ref,
-            t,
-            v,
-        });
-        self.series.push(s.clone());
-        Ok(s.series_ref)
+        let series_ref = s.series_ref;
+        self.samples.push(RefSample { series_ref, t, v });
+        self.series.push(s);
+        Ok(series_ref)
     }
 
     pub fn len(&self) -> usize {
@@ -933,20 +1026,32 @@ impl Appender<'_> {
     pub fn commit(self) -> Result<CommitStats> {
         let head = self.head;
         if let Some(w) = &head.wal {
-            let mut recs: Vec<Vec<u8>> = Vec::with_capacity(2);
-            if !self.new_series.is_empty() {
-                let mut b = Vec::new();
-                record::encode_series(&self.new_series, &mut b);
-                recs.push(b);
-            }
-            if !self.samples.is_empty() {
-                let mut b = Vec::new();
-                record::encode_samples(&self.samples, &mut b);
-                recs.push(b);
-            }
-            if !recs.is_empty() {
-                let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
-                w.lock().log(&refs)?;
+            if !self.new_series.is_empty() || !self.samples.is_empty() {
+                // Lock order: the WAL, then the buffers (only taken here).
+                let mut w = w.lock();
+                let mut guard = head.buffers.lock();
+                let b = &mut *guard;
+                b.series_rec.clear();
+                b.samples_rec.clear();
+                let mut recs: [&[u8]; 2] = [&[], &[]];
+                let mut n = 0;
+                if !self.new_series.is_empty() {
+                    record::encode_series(&self.new_series, &mut b.series_rec);
+                    recs[n] = &b.series_rec;
+                    n += 1;
+                }
+                if !self.samples.is_empty() {
+                    record::encode_samples(&self.samples, &mut b.samples_rec);
+                    recs[n] = &b.samples_rec;
+                    n += 1;
+                }
+                let res = w.log(&recs[..n]);
+                for buf in [&mut b.series_rec, &mut b.samples_rec] {
+                    if buf.capacity() > MAX_POOLED_BYTES {
+                        *buf = Vec::new();
+                    }
+                }
+                res?;
             }
         }
         let mut stats = CommitStats::default();
@@ -1023,6 +1128,71 @@ mod tests {
             s[0].samples(0, 10_000).unwrap(),
             vec![(1000, 1.0), (2000, 2.0)]
         );
+    }
+
+    #[test]
+    fn append_by_ref_follows_the_same_rules() {
+        let h = Head::new(HeadOptions::default());
+        let a = l(&[("__name__", "up"), ("job", "x")]);
+        let mut app = h.appender();
+        let r = app.append(&a, 1000, 1.0).unwrap();
+        app.append_ref(r, 2000, 2.0).unwrap();
+        assert!(matches!(
+            app.append_ref(r + 1, 2000, 2.0),
+            Err(Error::UnknownSeriesRef(x)) if x == r + 1
+        ));
+        app.commit().unwrap();
+        let mut app = h.appender();
+        assert!(matches!(
+            app.append_ref(r, 1500, 1.0),
+            Err(Error::OutOfOrderSample)
+        ));
+        assert!(matches!(
+            app.append_ref(r, 2000, 3.0),
+            Err(Error::DuplicateSampleForTimestamp)
+        ));
+        assert!(matches!(
+            app.append_ref(r, 2000 - DEFAULT_BLOCK_DURATION, 1.0),
+            Err(Error::OutOfBounds)
+        ));
+        app.append_ref(r, 3000, 3.0).unwrap();
+        app.commit().unwrap();
+        let s = h.select(&[Matcher::equal("job", "x")], 0, 10_000);
+        assert_eq!(
+            s[0].samples(0, 10_000).unwrap(),
+            vec![(1000, 1.0), (2000, 2.0), (3000, 3.0)]
+        );
+        // Once truncation removed the series, its ref is unknown for good:
+        // the new series for the same labels gets a new ref.
+        let mut app = h.appender();
+        app.append(
+            &l(&[("__name__", "other")]),
+            3 * DEFAULT_BLOCK_DURATION,
+            1.0,
+        )
+        .unwrap();
+        app.commit().unwrap();
+        h.truncate_memory(2 * DEFAULT_BLOCK_DURATION);
+        let mut app = h.appender();
+        let t = 3 * DEFAULT_BLOCK_DURATION + 1;
+        assert!(matches!(
+            app.append_ref(r, t, 1.0),
+            Err(Error::UnknownSeriesRef(_))
+        ));
+        let r2 = app.append(&a, t, 1.0).unwrap();
+        assert_ne!(r2, r);
+        app.commit().unwrap();
+    }
+
+    #[test]
+    fn next_chunk_capacity_fits_steady_series() {
+        assert_eq!(next_chunk_capacity(0, 0), INITIAL_CHUNK_BYTES);
+        // 200 bytes for 120 samples: room for the same plus 1/8.
+        assert_eq!(next_chunk_capacity(200, 120), 233);
+        // A short chunk (cut at a range boundary) is scaled to 120 samples.
+        assert_eq!(next_chunk_capacity(50, 30), 233);
+        assert_eq!(next_chunk_capacity(1, 120), 32);
+        assert_eq!(next_chunk_capacity(60_000, 120), 4096);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod backfill;
 pub mod block;
 pub mod chunkenc;
 pub mod chunks;
+pub mod compact;
 pub mod db;
 pub mod encoding;
 pub mod error;

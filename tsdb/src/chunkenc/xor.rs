@@ -104,8 +104,15 @@ impl Default for XorChunk {
 impl XorChunk {
     /// An empty chunk: the 2-byte header with a count of 0.
     pub fn new() -> Self {
+        Self::with_capacity(INITIAL_CAPACITY)
+    }
+
+    /// An empty chunk with room for `capacity` bytes before it regrows:
+    /// the head sizes a series' next chunk from its previous one, so that
+    /// the open chunk does not carry up to half its size in spare capacity.
+    pub fn with_capacity(capacity: usize) -> Self {
         XorChunk {
-            w: BitWriter::with_prefix(&[0, 0], INITIAL_CAPACITY),
+            w: BitWriter::with_prefix(&[0, 0], capacity),
             num: 0,
             t: 0,
             t_delta: 0,

@@ -4,6 +4,7 @@
 //! from Debian's `prometheus` package; `scripts/test.sh` installs it.
 
 mod common;
+mod compaction;
 mod corrupt;
 mod durability;
 mod interop;

@@ -1,0 +1,207 @@
+//! Leveled compaction (max block duration > min block duration): blocks are
+//! merged into 3x ranges with their parents recorded, the result reads back
+//! identically in strata and promtool, and an interrupted compaction is
+//! repaired on open.
+
+use std::path::Path;
+
+use strata_tsdb::block::TMP_CREATION_SUFFIX;
+use strata_tsdb::db::{Db, DbOptions};
+use strata_tsdb::labels::Labels;
+use strata_tsdb::meta::BlockMeta;
+
+use crate::common::{blocks_in, promtool, promtool_dump, run, strata_dump};
+
+const H: i64 = 3_600_000;
+
+fn opts(max_hours: i64) -> DbOptions {
+    DbOptions {
+        min_block_duration: 2 * H,
+        max_block_duration: max_hours * H,
+        ..DbOptions::default()
+    }
+}
+
+/// Appends `hours` of 10 series at 60 s from `from_h`, running the
+/// database's compaction every simulated hour as the server's loop does.
+fn fill(db: &Db, from_h: i64, hours: i64) {
+    let ls: Vec<Labels> = (0..10)
+        .map(|k| Labels::from_pairs([("__name__", "m".to_string()), ("k", k.to_string())]))
+        .collect();
+    let mut refs = vec![0u64; ls.len()];
+    for step in from_h * 60..(from_h + hours) * 60 {
+        let t = step * 60_000;
+        let mut app = db.appender();
+        for (k, l) in ls.iter().enumerate() {
+            let v = (step * (k as i64 + 1)) as f64 / 4.0;
+            // Alternate both append paths; refs go stale when the head is
+            // truncated, which the by-ref path must report, not mis-append.
+            match app.append_ref(refs[k], t, v) {
+                Ok(()) => {}
+                Err(strata_tsdb::Error::UnknownSeriesRef(_)) => {
+                    refs[k] = app.append(l, t, v).unwrap();
+                }
+                Err(e) => panic!("append: {e}"),
+            }
+        }
+        app.commit().unwrap();
+        if step % 60 == 59 {
+            db.compact().unwrap();
+        }
+    }
+}
+
+fn metas(dir: &Path) -> Vec<BlockMeta> {
+    let mut m: Vec<BlockMeta> = blocks_in(dir)
+        .iter()
+        .map(|d| BlockMeta::read(d).unwrap())
+        .collect();
+    m.sort_by_key(|m| m.min_time);
+    m
+}
+
+fn assert_no_overlaps(ms: &[BlockMeta]) {
+    for w in ms.windows(2) {
+        assert!(
+            w[0].max_time <= w[1].min_time,
+            "{} [{}, {}) overlaps {} [{}, {})",
+            w[0].ulid,
+            w[0].min_time,
+            w[0].max_time,
+            w[1].ulid,
+            w[1].min_time,
+            w[1].max_time
+        );
+    }
+}
+
+/// Copies the block directories of `from` into a fresh `to` (no WAL), for
+/// promtool, whose dump helper removes the WAL directory.
+fn copy_blocks(from: &Path, to: &Path) {
+    for b in blocks_in(from) {
+        let dst = to.join(b.file_name().unwrap());
+        copy_dir(&b, &dst);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn blocks_are_merged_into_three_times_ranges() {
+    let d = tempfile::tempdir().unwrap();
+    let (leveled, flat) = (d.path().join("leveled"), d.path().join("flat"));
+    let (db, _) = Db::open(&leveled, opts(18)).unwrap();
+    fill(&db, 0, 40);
+    let (reference, _) = Db::open(&flat, opts(2)).unwrap();
+    fill(&reference, 0, 40);
+    drop((db, reference));
+
+    let ms = metas(&leveled);
+    assert_no_overlaps(&ms);
+    // [0, 18h) holds three 6h level-2 blocks merged into one of level 3.
+    let top = &ms[0];
+    assert_eq!((top.min_time, top.max_time), (0, 18 * H), "{ms:#?}");
+    assert_eq!(top.compaction.level, 3);
+    assert_eq!(top.compaction.parents.len(), 3);
+    assert_eq!(top.compaction.sources.len(), 9);
+    for p in &top.compaction.parents {
+        assert_eq!(p.max_time - p.min_time, 6 * H);
+        assert!(!leveled.join(&p.ulid).exists(), "parent {} kept", p.ulid);
+    }
+    // Every source was a 2h block of the flat layout's kind.
+    let flat_ms = metas(&flat);
+    assert!(flat_ms.iter().all(|m| m.compaction.level == 1));
+    // Blocks are only ever 2h, 6h or 18h long, each of its level.
+    for m in &ms {
+        let want_level = match m.max_time - m.min_time {
+            x if x == 2 * H => 1,
+            x if x == 6 * H => 2,
+            x if x == 18 * H => 3,
+            x => panic!("block {} spans {x} ms", m.ulid),
+        };
+        assert_eq!(m.compaction.level, want_level, "{}", m.ulid);
+    }
+    // Same samples either way, blocks plus head.
+    let want = strata_dump(&flat);
+    assert!(want.lines().count() > 20_000);
+    assert_eq!(strata_dump(&leveled), want);
+
+    // promtool reads the merged blocks: list, analyze, and the same samples.
+    let blocks_only = d.path().join("blocks");
+    copy_blocks(&leveled, &blocks_only);
+    let list = run(promtool().args(["tsdb", "list"]).arg(&blocks_only));
+    assert!(list.contains(&top.ulid), "{list}");
+    let a = run(promtool()
+        .args(["tsdb", "analyze", "--extended"])
+        .arg(&blocks_only)
+        .arg(&top.ulid));
+    assert!(a.contains(&format!("Block ID: {}", top.ulid)), "{a}");
+    let ours = strata_dump(&blocks_only);
+    assert_eq!(promtool_dump(&blocks_only), ours);
+}
+
+#[test]
+fn interrupted_compaction_is_repaired_on_open() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("db");
+    // 2h blocks only, then a copy of that state.
+    let (db, _) = Db::open(&dir, opts(2)).unwrap();
+    fill(&db, 0, 12);
+    drop(db);
+    let before = d.path().join("before");
+    copy_dir(&dir, &before);
+    let want = strata_dump(&dir);
+    let sources = metas(&dir);
+    assert!(sources.len() >= 4, "{sources:#?}");
+
+    // Crash while writing: a half-written block under its temporary name.
+    // The sources are untouched; open removes the leftover.
+    let tmp = dir.join(format!("01ARZ3NDEKTSV4RRFFQ69G5FAV{TMP_CREATION_SUFFIX}"));
+    std::fs::create_dir_all(tmp.join("chunks")).unwrap();
+    std::fs::write(tmp.join("chunks/000001"), b"partial").unwrap();
+    let (db, report) = Db::open(&dir, opts(6)).unwrap();
+    assert_eq!(report.removed_tmp_dirs, vec![tmp.clone()]);
+    assert!(report.removed_parent_blocks.is_empty());
+    assert_eq!(report.blocks, sources.len());
+    db.compact().unwrap();
+    drop(db);
+    let merged = metas(&dir);
+    assert_no_overlaps(&merged);
+    let child = merged
+        .iter()
+        .find(|m| m.compaction.level == 2)
+        .expect("a merged block");
+    assert_eq!(strata_dump(&dir), want);
+
+    // Crash after the merged block was renamed into place but before its
+    // parents were deleted: both are on disk.
+    for p in &child.compaction.parents {
+        copy_dir(&before.join(&p.ulid), &dir.join(&p.ulid));
+    }
+    let (db, report) = Db::open(&dir, opts(6)).unwrap();
+    let mut removed = report.removed_parent_blocks.clone();
+    removed.sort();
+    let mut parents: Vec<String> = child
+        .compaction
+        .parents
+        .iter()
+        .map(|p| p.ulid.clone())
+        .collect();
+    parents.sort();
+    assert_eq!(removed, parents);
+    assert_eq!(db.blocks().len(), merged.len());
+    drop(db);
+    assert_no_overlaps(&metas(&dir));
+    assert_eq!(strata_dump(&dir), want);
+}
