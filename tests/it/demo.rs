@@ -358,25 +358,44 @@ fn demo_runs_stops_cleanly_and_reuses_its_data() {
         "external labels in the bucket's metas: {labelled:?}"
     );
 
-    if has_query {
-        let qport = base + 2;
-        eventually(
-            "both clusters through the querier",
-            Duration::from_secs(90),
-            || {
-                let r = query(qport, "sum by (cluster) (up)", now_s());
-                let c: BTreeSet<String> = r
-                    .iter()
-                    .filter_map(|s| s["metric"]["cluster"].as_str().map(str::to_string))
-                    .collect();
-                c.len() == 2
-            },
+    // The querier over both sidecars (it must exist: no skipping).
+    assert!(has_query, "`strata query` is not a subcommand of {EXE}");
+    let qport = base + 2;
+    eventually(
+        "both clusters through the querier",
+        Duration::from_secs(90),
+        || {
+            let r = query(qport, "sum by (cluster) (up)", now_s());
+            let c: BTreeSet<String> = r
+                .iter()
+                .filter_map(|s| s["metric"]["cluster"].as_str().map(str::to_string))
+                .collect();
+            c.len() == 2
+        },
+    );
+    // Every query of the Grafana dashboard (deploy/dashboards/queries.txt,
+    // kept current by strata-deploy-check) returns data through the querier,
+    // in the backfilled range.
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/dashboards/queries.txt"),
+    )
+    .expect("deploy/dashboards/queries.txt");
+    let mut checked = 0;
+    for line in dashboard
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (panel, q) = line.split_once('\t').expect("<panel>\t<query>");
+        let r = query(qport, q, now_s() - 600.0);
+        assert!(
+            !r.is_empty(),
+            "dashboard panel {panel}: {q} returned nothing"
         );
-    } else {
-        eprintln!(
-            "SKIPPED the querier part: `strata query` is not a subcommand of this binary yet"
-        );
+        checked += 1;
     }
+    assert!(checked >= 15, "only {checked} dashboard queries found");
+    // The built-in web page, in a headless browser, against this querier.
+    browser_check(qport);
 
     demo.interrupt();
     let out = demo.stdout.join("\n");
@@ -460,4 +479,33 @@ fn a_child_that_dies_stops_the_demo_with_its_log_tail() {
             "{name} (pid {pid}) still runs after the demo failed"
         );
     }
+}
+
+/// Runs tests/browser/ui_check.mjs (playwright-core + Debian's Chromium,
+/// installed by scripts/install-browser.sh) against the querier's page.
+fn browser_check(qport: u16) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shot = std::env::temp_dir().join(format!("strata-ui-{qport}.png"));
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/ui_check.mjs"))
+        .args(["--url", &format!("http://127.0.0.1:{qport}")])
+        .args(["--query", "sum by (cluster) (up)", "--range", "15m"])
+        .args(["--expect-stores", "2"])
+        .args([
+            "--expect-label",
+            "cluster=cluster1",
+            "--expect-label",
+            "cluster=cluster2",
+        ])
+        .arg("--screenshot")
+        .arg(&shot)
+        .output()
+        .expect("node (run scripts/install-browser.sh)");
+    assert!(
+        out.status.success(),
+        "web page check failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Federated query latency (issue 6): `strata query` over 1, 2, 4 and 8
+# clusters (each `strata tsdb` + `strata sidecar` with the same per-cluster
+# data) against ONE Prometheus 2.42 holding the same total data with a
+# cluster label on every series, in one run on this machine. Prints a
+# Markdown table for BENCHMARKS.md: p50 and mean latency of the fixed query
+# set (bench/query_latency.py), instant and range, the strata/Prometheus
+# ratio, and the querier's peak RSS (VmHWM from /proc).
+#
+# usage: bench/query.sh [PODS_PER_NAMESPACE] [HOURS] [REPS] [CLUSTER_COUNTS]
+#        default 10 pods x 4 namespaces, 6 h at 30 s, 5 reps, "1 2 4 8"
+#        small and quick: bench/query.sh 3 2 2 "1 2"
+# STRATA_BIN=path skips the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pods=${1:-10}
+hours=${2:-6}
+reps=${3:-5}
+counts=${4:-"1 2 4 8"}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+command -v prometheus >/dev/null || { echo "prometheus missing: apt-get install prometheus" >&2; exit 1; }
+if [[ -z "${STRATA_BIN:-}" ]]; then
+  cargo build --release -q --bin strata
+  STRATA_BIN=${CARGO_TARGET_DIR:-target}/release/strata
+fi
+strata=$STRATA_BIN
+$strata query --help >/dev/null 2>&1 || { echo "this strata has no 'query' subcommand" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # url what pid
+  for _ in $(seq 1 600); do
+    curl -fs -o /dev/null "$1" && return 0
+    kill -0 "$3" 2>/dev/null || { echo "$2 died; log:" >&2; tail -20 "$work/$2.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$2 not ready" >&2; exit 1
+}
+end=$(( $(date +%s) / 60 * 60 - 60 ))
+max=0; for n in $counts; do (( n > max )) && max=$n; done
+
+# Per-cluster strata data (no cluster label: it comes from external labels).
+declare -a sidecar_addr
+start_cluster() { # index
+  local i=$1 d="$work/c$1"
+  mkdir -p "$d/data"
+  python3 bench/gen_k8s.py "$d/in.om" --clusters "$i" --pods "$pods" --hours "$hours" --end "$end"
+  $strata tools tsdb create-blocks-from openmetrics -q "$d/in.om" "$d/data" >/dev/null
+  rm -f "$d/in.om"
+  printf 'global:\n  scrape_interval: 15s\n  external_labels:\n    cluster: cluster%d\n' $((i + 1)) > "$d/prometheus.yml"
+  local p g h
+  p=$(free_port); g=$(free_port); h=$(free_port)
+  $strata tsdb --config.file="$d/prometheus.yml" --storage.tsdb.path="$d/data" \
+    --web.listen-address=127.0.0.1:$p --storage.tsdb.retention.time=30d >"$work/tsdb$i.log" 2>&1 &
+  pids+=($!); wait_http "http://127.0.0.1:$p/-/ready" "tsdb$i" $!
+  $strata sidecar --tsdb.path="$d/data" --prometheus.url=http://127.0.0.1:$p \
+    --grpc-address=127.0.0.1:$g --http-address=127.0.0.1:$h >"$work/sidecar$i.log" 2>&1 &
+  pids+=($!); wait_http "http://127.0.0.1:$h/-/ready" "sidecar$i" $!
+  sidecar_addr[$i]=127.0.0.1:$g
+}
+
+samples_per_cluster=""
+echo "| clusters | series | strata instant p50 / mean ms | Prometheus instant p50 / mean ms | ratio (p50) | strata range p50 / mean ms | Prometheus range p50 / mean ms | ratio (p50) | querier peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|"
+started=0
+for n in $counts; do
+  while (( started < n )); do start_cluster $started; started=$((started + 1)); done
+  # The reference: one Prometheus with the same N clusters' data.
+  pd="$work/prom$n"; mkdir -p "$pd/data"
+  python3 bench/gen_k8s.py "$pd/in.om" --clusters "$(seq -s, 0 $((n - 1)))" --cluster-label --pods "$pods" --hours "$hours" --end "$end"
+  series=$(awk '$NF=='"$end"'' "$pd/in.om" | wc -l)
+  promtool tsdb create-blocks-from openmetrics "$pd/in.om" "$pd/data" >/dev/null
+  rm -f "$pd/in.om"
+  printf 'global:\n  scrape_interval: 15s\n' > "$pd/prometheus.yml"
+  pp=$(free_port)
+  prometheus --config.file="$pd/prometheus.yml" --storage.tsdb.path="$pd/data" --web.listen-address=127.0.0.1:$pp \
+    --storage.tsdb.retention.time=30d --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h >"$work/prom$n.log" 2>&1 &
+  ppid=$!; pids+=($ppid); wait_http "http://127.0.0.1:$pp/-/ready" "prom$n" $ppid
+  # The querier over N sidecars.
+  qp=$(free_port); qg=$(free_port)
+  eps=(); for ((i = 0; i < n; i++)); do eps+=(--endpoint="${sidecar_addr[$i]}"); done
+  $strata query --http-address=127.0.0.1:$qp --grpc-address=127.0.0.1:$qg "${eps[@]}" >"$work/query$n.log" 2>&1 &
+  qpid=$!; pids+=($qpid); wait_http "http://127.0.0.1:$qp/-/ready" "query$n" $qpid
+  for _ in $(seq 1 300); do
+    up=$(curl -fs "http://127.0.0.1:$qp/api/v1/stores" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(sum(1 for v in d.values() for s in v if not s.get("lastError")))' 2>/dev/null || echo 0)
+    (( up >= n )) && break; sleep 0.1
+  done
+  (( up >= n )) || { echo "querier sees $up of $n stores" >&2; exit 1; }
+  s=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --end "$end" --reps "$reps")
+  p=$(python3 bench/query_latency.py "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
+  rss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$qpid/status)
+  python3 - "$n" "$series" "$rss" "$s" "$p" <<'PY'
+import json, sys
+n, series, rss = sys.argv[1], sys.argv[2], sys.argv[3]
+s, p = json.loads(sys.argv[4].splitlines()[-1]), json.loads(sys.argv[5].splitlines()[-1])
+if s["failed"] or p["failed"]:
+    sys.exit(f"failed requests: strata {s['failed']}, prometheus {p['failed']} (see output above)")
+ms = lambda x: f"{x * 1000:.1f}"
+cell = lambda r, k: f"{ms(r[k + '_p50'])} / {ms(r[k + '_mean'])}"
+print(f"| {n} | {series} | {cell(s, 'instant')} | {cell(p, 'instant')} | {s['instant_p50'] / p['instant_p50']:.2f} "
+      f"| {cell(s, 'range')} | {cell(p, 'range')} | {s['range_p50'] / p['range_p50']:.2f} | {rss} |")
+PY
+  kill $qpid $ppid 2>/dev/null || true
+  wait $qpid $ppid 2>/dev/null || true
+done
+echo
+echo "query set: $(python3 -c 'import sys; sys.path.insert(0, "bench"); import query_latency as q; print(len(q.QUERIES))') queries (bench/query_latency.py), $reps reps each after a warm-up; range = last 2 h at 60 s; per cluster: $pods pods x 4 namespaces, $hours h at 30 s"

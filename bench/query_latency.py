@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Times a fixed query set against a Prometheus-API URL.
+
+usage: query_latency.py URL --end UNIX [--reps N] [--range-hours H]
+
+Each query runs once as warm-up, then --reps times as an instant query at
+--end and --reps times as a range query over the last --range-hours at a
+60 s step. Prints one JSON object: per-kind p50 and mean seconds over all
+queries and repetitions, and the number of failed requests (a failure is
+any non-success answer; the benchmark refuses to report on failures).
+"""
+import argparse
+import json
+import statistics
+import time
+import urllib.parse
+import urllib.request
+
+QUERIES = [
+    "sum by (cluster) (container_memory_working_set_bytes)",
+    "sum by (cluster) (rate(container_cpu_usage_seconds_total[5m]))",
+    "sum by (cluster, namespace) (rate(container_cpu_usage_seconds_total[5m]))",
+    "1 - sum by (cluster) (node_memory_MemAvailable_bytes) / sum by (cluster) (node_memory_MemTotal_bytes)",
+    "100 * (1 - sum by (cluster) (node_filesystem_avail_bytes) / sum by (cluster) (node_filesystem_size_bytes))",
+    "count by (cluster) (kube_pod_info)",
+    "count by (cluster) (kube_namespace_status_phase{phase=\"Active\"} == 1)",
+    "count by (cluster) (kube_persistentvolumeclaim_info)",
+    "histogram_quantile(0.99, sum by (cluster, le) (rate(apiserver_request_duration_seconds_bucket[5m])))",
+    "sum by (cluster) (rate(apiserver_request_total{code=~\"5..\"}[5m])) / sum by (cluster) (rate(apiserver_request_total[5m]))",
+    "topk(5, sum by (cluster, pod) (container_memory_working_set_bytes))",
+]
+
+
+def get(url, path, params):
+    q = urllib.parse.urlencode(params)
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(f"{url}{path}?{q}", timeout=120) as r:
+        body = json.load(r)
+    dt = time.perf_counter() - t0
+    return dt, body.get("status") == "success" and not body.get("warnings")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("--end", type=int, required=True)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--range-hours", type=float, default=2)
+    a = ap.parse_args()
+    start = a.end - int(a.range_hours * 3600)
+    out = {"instant": [], "range": []}
+    failed = 0
+    for q in QUERIES:
+        inst = ("/api/v1/query", {"query": q, "time": a.end})
+        rng = ("/api/v1/query_range", {"query": q, "start": start, "end": a.end, "step": 60})
+        for kind, (path, params) in (("instant", inst), ("range", rng)):
+            try:
+                get(a.url, path, params)
+                for _ in range(a.reps):
+                    dt, ok = get(a.url, path, params)
+                    out[kind].append(dt)
+                    failed += 0 if ok else 1
+            except Exception as e:  # report, never hide
+                failed += 1
+                print(f"# {kind} {q}: {e}", flush=True)
+    res = {"failed": failed, "queries": len(QUERIES)}
+    for kind, xs in out.items():
+        res[f"{kind}_p50"] = statistics.median(xs) if xs else None
+        res[f"{kind}_mean"] = statistics.fmean(xs) if xs else None
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+//! Two clusters, each a `strata tsdb` with `external_labels: {cluster:
+//! clusterN}` plus a `strata sidecar`, behind one `strata query`, compared
+//! with one Prometheus 2.42 holding both clusters' data with a `cluster`
+//! label on every series. Also: one cluster down (partial response on and
+//! off) and brought back.
+
+use crate::dataset::{self, Dataset};
+use crate::harness::*;
+
+/// The clusters, the optional reference, and the scratch directory (last
+/// field: dropped after every process, so logs survive until printed).
+pub struct Federation {
+    pub ds: Dataset,
+    pub reference: Option<Prometheus>,
+    pub clusters: Vec<(StrataTsdb, Sidecar)>,
+    pub work: Work,
+}
+
+pub fn cluster_config(cluster: &str, extra_labels: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 15s\n  external_labels:\n    cluster: {cluster}\n{extra_labels}"
+    )
+}
+
+/// A Prometheus 2.42 with the clusters' data (cluster label on every
+/// series) backfilled by promtool.
+pub fn start_reference(work: &Work, ds: &Dataset, clusters: &[usize]) -> Prometheus {
+    let dir = work.sub("reference");
+    backfill(
+        &ds.openmetrics(clusters, true),
+        work.path(),
+        &dir.join("data"),
+        true,
+    );
+    Prometheus::start("prometheus", &dir, "global:\n  scrape_interval: 15s\n")
+}
+
+/// One cluster: backfilled `strata tsdb` + sidecar (uploading to
+/// `objstore` when given).
+pub fn start_cluster(
+    work: &Work,
+    ds: &Dataset,
+    idx: usize,
+    objstore: Option<&str>,
+) -> (StrataTsdb, Sidecar) {
+    let name = Dataset::cluster_name(idx);
+    let dir = work.sub(&name);
+    backfill(
+        &ds.openmetrics(&[idx], false),
+        work.path(),
+        &dir.join("data"),
+        false,
+    );
+    let tsdb = StrataTsdb::start(&format!("tsdb-{name}"), &dir, &cluster_config(&name, ""));
+    let sidecar = Sidecar::start(&format!("sidecar-{name}"), &dir, &tsdb, objstore);
+    (tsdb, sidecar)
+}
+
+impl Federation {
+    pub fn start(n: usize, with_reference: bool, objstore: Option<&str>) -> Federation {
+        let work = Work::new();
+        let ds = Dataset::new();
+        let all: Vec<usize> = (0..n).collect();
+        let reference = with_reference.then(|| start_reference(&work, &ds, &all));
+        let clusters = all
+            .iter()
+            .map(|&i| start_cluster(&work, &ds, i, objstore))
+            .collect();
+        Federation {
+            ds,
+            reference,
+            clusters,
+            work,
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.clusters.iter().map(|(_, s)| s.endpoint()).collect()
+    }
+
+    pub fn querier(&self, name: &str, extra: &[&str]) -> Querier {
+        Querier::start(name, self.work.path(), &self.endpoints(), &[], extra)
+    }
+
+    pub fn reference(&self) -> &Api {
+        &self
+            .reference
+            .as_ref()
+            .expect("started with a reference")
+            .api
+    }
+
+    /// Instant times (the last sample, and a time between samples) and
+    /// the range (last 2 h at 60 s) the comparisons use.
+    pub fn times(&self) -> (Vec<f64>, (f64, f64, f64)) {
+        let end = self.ds.qend as f64;
+        (vec![end, end - 1800.0 + 11.0], (end - 7200.0, end, 60.0))
+    }
+}
+
+fn assert_no_diffs(what: &str, diffs: &[String], total: usize) {
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} of {total} comparisons differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Series, label names and `cluster` values equal between two APIs.
+pub fn compare_metadata_apis(got: &Api, want: &Api, start: f64, end: f64) {
+    let range = [("start", fmt_t(start)), ("end", fmt_t(end))];
+    for m in [
+        "kube_pod_info",
+        "{__name__=~\"node_filesystem_.*\", cluster=\"cluster2\"}",
+        "apiserver_request_total{code=\"500\"}",
+    ] {
+        let mut p = vec![("match[]", m.to_string())];
+        p.extend(range.iter().cloned());
+        let (g, w) = (
+            got.get("/api/v1/series", &p),
+            want.get("/api/v1/series", &p),
+        );
+        assert_eq!(g.0, 200, "series {m}: {}", g.1);
+        let (gs, ws) = (series_list(&g), series_list(&w));
+        assert!(!ws.is_empty(), "reference has no series for {m}");
+        assert_eq!(gs, ws, "series {m}");
+    }
+    let (g, w) = (
+        got.get("/api/v1/labels", &range),
+        want.get("/api/v1/labels", &range),
+    );
+    assert_eq!(g.0, 200, "labels: {}", g.1);
+    assert_eq!(string_list(&g), string_list(&w), "/api/v1/labels");
+    let (g, w) = (
+        got.get("/api/v1/label/cluster/values", &range),
+        want.get("/api/v1/label/cluster/values", &range),
+    );
+    assert_eq!(g.0, 200, "label values: {}", g.1);
+    assert_eq!(
+        string_list(&w),
+        vec!["cluster1".to_string(), "cluster2".to_string()]
+    );
+    assert_eq!(
+        string_list(&g),
+        string_list(&w),
+        "/api/v1/label/cluster/values"
+    );
+}
+
+#[test]
+fn two_clusters_answer_like_one_prometheus() {
+    let fed = Federation::start(2, true, None);
+    let q = fed.querier("querier", &[]);
+    let queries = dataset::queries(fed.ds.qend - 3600);
+    assert!(queries.len() >= 30);
+    let (times, range) = fed.times();
+    let (diffs, warns) = compare_query_set(&q.api, fed.reference(), &queries, &times, range, &[]);
+    assert_no_diffs(
+        "strata query vs Prometheus",
+        &diffs,
+        queries.len() * (times.len() + 1),
+    );
+    let bad = unexpected_warnings(&warns);
+    assert!(bad.is_empty(), "unexpected warnings: {bad:?}");
+    compare_metadata_apis(&q.api, fed.reference(), range.0, range.1);
+}
+
+/// `count by (cluster) (kube_pod_info)` at the end of the data.
+fn pods_per_cluster(api: &Api, end: f64, extra: &[(&str, String)]) -> Resp {
+    api.instant("count by (cluster) (kube_pod_info)", end, extra)
+}
+
+fn clusters_of(resp: &Resp) -> Vec<String> {
+    let mut v: Vec<String> = resp.1["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no result: {}", resp.1))
+        .iter()
+        .map(|e| {
+            e["metric"]["cluster"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn cluster_down_partial_response_and_back() {
+    let mut fed = Federation::start(2, false, None);
+    let q = fed.querier("querier", &[]);
+    let strict = fed.querier("querier-strict", &["--no-query.partial-response"]);
+    let end = fed.ds.qend as f64;
+
+    let full = pods_per_cluster(&q.api, end, &[]);
+    assert_eq!(full.0, 200, "{}", full.1);
+    assert_eq!(clusters_of(&full), ["cluster1", "cluster2"]);
+    assert!(warnings(&full.1).is_empty(), "{}", full.1);
+
+    // cluster2 goes away (its sidecar is killed).
+    let down = fed.clusters[1].1.endpoint();
+    fed.clusters[1].1.proc.kill();
+
+    let partial = pods_per_cluster(&q.api, end, &[]);
+    assert_eq!(partial.0, 200, "{}", partial.1);
+    assert_eq!(partial.1["status"], "success", "{}", partial.1);
+    assert_eq!(clusters_of(&partial), ["cluster1"], "{}", partial.1);
+    let w = warnings(&partial.1);
+    assert!(!w.is_empty(), "no warning with a store down: {}", partial.1);
+
+    // Partial response off, per request and per flag: an error naming the store.
+    for (api, extra, how) in [
+        (
+            &q.api,
+            vec![("partial_response", "false".to_string())],
+            "partial_response=false",
+        ),
+        (&strict.api, vec![], "--no-query.partial-response"),
+    ] {
+        let r = pods_per_cluster(api, end, &extra);
+        assert_eq!(r.1["status"], "error", "{how}: {}", r.1);
+        assert_ne!(r.0, 200, "{how}: {}", r.1);
+        let msg = r.1["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(&down),
+            "{how}: error does not name the store {down}: {msg:?}"
+        );
+    }
+
+    // Still answering from cluster1, with the warning, once the querier
+    // marked the store unhealthy (it stays in the set until
+    // --store.unhealthy-timeout, so the loss is not silent).
+    let api = q.api.clone();
+    let mut q = q;
+    q.proc.wait_until("the dead store marked unhealthy", || {
+        !healthy_store_names(&api).contains(&down)
+    });
+    let later = pods_per_cluster(&q.api, end, &[]);
+    assert_eq!(later.1["status"], "success", "{}", later.1);
+    assert_eq!(clusters_of(&later), ["cluster1"], "{}", later.1);
+    assert!(
+        !warnings(&later.1).is_empty(),
+        "no warning once unhealthy: {}",
+        later.1
+    );
+
+    // cluster2 is back on the same address: full answers again.
+    fed.clusters[1].1.restart();
+    q.wait_stores(2);
+    let mut strict = strict;
+    strict.wait_stores(2);
+    for api in [&q.api, &strict.api] {
+        let back = pods_per_cluster(api, end, &[("partial_response", "false".to_string())]);
+        assert_eq!(back.1["status"], "success", "{}", back.1);
+        assert_eq!(clusters_of(&back), ["cluster1", "cluster2"]);
+        assert!(warnings(&back.1).is_empty(), "{}", back.1);
+        if let Err(e) = compare(&back, &full) {
+            panic!("after the cluster came back: {e}");
+        }
+    }
+}
