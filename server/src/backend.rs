@@ -67,15 +67,15 @@ impl TsdbBackend {
     fn union(
         &self,
         q: &MetadataQuery,
-        f: impl Fn(&Db, &[Matcher]) -> strata_tsdb::Result<Vec<String>>,
+        f: impl Fn(&Db, &[Matcher], i64, i64) -> strata_tsdb::Result<Vec<String>>,
     ) -> Result<WithWarnings<Vec<String>>, ApiError> {
         let db = &self.0.db;
         let mut all = BTreeSet::new();
         if q.matcher_sets.is_empty() {
-            all.extend(f(db, &[]).map_err(|e| ApiError::internal(e.to_string()))?);
+            all.extend(f(db, &[], q.start, q.end).map_err(|e| ApiError::internal(e.to_string()))?);
         }
         for set in &q.matcher_sets {
-            all.extend(f(db, set).map_err(|e| ApiError::internal(e.to_string()))?);
+            all.extend(f(db, set, q.start, q.end).map_err(|e| ApiError::internal(e.to_string()))?);
         }
         Ok(WithWarnings::new(all.into_iter().collect()))
     }
@@ -86,15 +86,15 @@ impl Backend for TsdbBackend {
         Ok(Arc::new(DbQueryable(self.0.db.clone())))
     }
 
-    // The index answers label lookups without loading chunks. It ignores
-    // the time range (like Prometheus for data in the head), which can only
-    // add names of series outside the range.
+    // The index answers label lookups without loading chunks, from the
+    // blocks (and head) overlapping the time range, as Prometheus does:
+    // block-granular, so names of series just outside the range may appear.
     fn label_names(
         &self,
         _ctx: &RequestContext,
         q: &MetadataQuery,
     ) -> Result<WithWarnings<Vec<String>>, ApiError> {
-        self.union(q, |db, ms| db.label_names(ms))
+        self.union(q, |db, ms, mint, maxt| db.label_names_in(ms, mint, maxt))
     }
 
     fn label_values(
@@ -103,7 +103,9 @@ impl Backend for TsdbBackend {
         name: &str,
         q: &MetadataQuery,
     ) -> Result<WithWarnings<Vec<String>>, ApiError> {
-        self.union(q, |db, ms| db.label_values(name, ms))
+        self.union(q, |db, ms, mint, maxt| {
+            db.label_values_in(name, ms, mint, maxt)
+        })
     }
 
     fn build_info(&self) -> BuildInfo {

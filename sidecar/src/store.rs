@@ -11,8 +11,9 @@
 //! 4. external labels are attached (they win over a series label of the same
 //!    name), `without_replica_labels` are removed, series are sorted and
 //!    series that became equal are merged;
-//! 5. `skip_chunks` drops chunks; `response_batch_size > 1` packs series
-//!    into `SeriesBatch` frames.
+//! 5. `limit > 0` keeps the first `limit` series; `skip_chunks` drops
+//!    chunks; `response_batch_size > 1` packs series into `SeriesBatch`
+//!    frames.
 //!
 //! The answer is built in memory before streaming: step 4 needs the whole
 //! set to sort, as Thanos does when it re-sorts after attaching labels.
@@ -131,6 +132,12 @@ impl SidecarStore {
             })
             .collect();
         sort_and_merge(&mut series);
+        // `limit` (Thanos 0.35+): the first `limit` series in label order.
+        if let Ok(limit) = usize::try_from(r.limit) {
+            if limit > 0 {
+                series.truncate(limit);
+            }
+        }
         Ok(to_frames(series, r.response_batch_size))
     }
 

@@ -287,6 +287,42 @@ impl Db {
         Ok(all.into_iter().collect())
     }
 
+    /// [`Self::label_names`] over the blocks and the head whose time range
+    /// overlaps `[mint, maxt]`, as Prometheus' querier picks them (label
+    /// lookups are block-granular, never per sample).
+    pub fn label_names_in(&self, ms: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        for b in self.blocks.read().iter() {
+            if b.min_time() <= maxt && mint < b.max_time() {
+                all.extend(b.label_names(ms)?);
+            }
+        }
+        if !self.head.is_empty() && self.head.min_time() <= maxt && self.head.max_time() >= mint {
+            all.extend(self.head.label_names(ms));
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    /// [`Self::label_values`] restricted like [`Self::label_names_in`].
+    pub fn label_values_in(
+        &self,
+        name: &str,
+        ms: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        for b in self.blocks.read().iter() {
+            if b.min_time() <= maxt && mint < b.max_time() {
+                all.extend(b.label_values(name, ms)?);
+            }
+        }
+        if !self.head.is_empty() && self.head.min_time() <= maxt && self.head.max_time() >= mint {
+            all.extend(self.head.label_values(name, ms));
+        }
+        Ok(all.into_iter().collect())
+    }
+
     /// Cuts blocks from the head while it is compactable, then applies
     /// retention. Returns the metas of the blocks written.
     pub fn compact(&self) -> Result<Vec<BlockMeta>> {

@@ -2,7 +2,9 @@
 //! 2.42 (`/usr/bin/prometheus`, skipped with a note when missing), a
 //! FILESYSTEM bucket, tonic clients, and mutual TLS with rcgen certificates.
 
+mod acceptance;
 mod prometheus;
+mod s3;
 mod shipper;
 mod tls;
 
@@ -89,4 +91,90 @@ pub fn block_ids(dir: &Path) -> Vec<String> {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect()
+}
+
+/// A sidecar running in this process on 127.0.0.1 ports.
+pub struct RunningSidecar {
+    pub grpc: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), strata_sidecar::Error>>>,
+}
+
+impl RunningSidecar {
+    /// Starts `strata_sidecar::run_with_listeners` on free ports.
+    pub async fn start(cfg: strata_sidecar::SidecarConfig) -> RunningSidecar {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (ga, ha) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(strata_sidecar::run_with_listeners(cfg, grpc, http, async {
+            let _ = rx.await;
+        }));
+        RunningSidecar {
+            grpc: ga,
+            http: ha,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A gRPC channel, once the sidecar's gRPC server accepts calls (it
+    /// starts only after the external labels are loaded).
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ep =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc)).unwrap();
+            if let Ok(ch) = ep.connect().await {
+                let mut info = strata_proto::thanos::info::info_client::InfoClient::new(ch.clone());
+                if info
+                    .info(strata_proto::thanos::info::InfoRequest {})
+                    .await
+                    .is_ok()
+                {
+                    return ch;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sidecar gRPC on {} did not come up",
+                self.grpc
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The sidecar's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for RunningSidecar {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A counter's value in a text exposition (`name value` line).
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

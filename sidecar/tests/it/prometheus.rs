@@ -22,11 +22,11 @@ use strata_sidecar::SidecarConfig;
 
 use crate::{backfill, block_ids, now_ms};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 
-struct Prometheus {
+pub struct Prometheus {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Prometheus {
@@ -44,7 +44,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_prometheus(data: &Path, config: &Path) -> Prometheus {
+pub fn start_prometheus(data: &Path, config: &Path) -> Prometheus {
     let port = free_port();
     let child = Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", config.display()))
@@ -67,7 +67,7 @@ fn start_prometheus(data: &Path, config: &Path) -> Prometheus {
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, url: &str) {
+pub async fn wait_ready(http: &reqwest::Client, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(r) = http.get(format!("{url}/-/ready")).send().await {
