@@ -4,7 +4,9 @@
 //! `Series`, `LabelNames` and `LabelValues` go through the same fan-out as
 //! the HTTP API ([`crate::proxy`]), without replica deduplication: the
 //! caller deduplicates (it passes `without_replica_labels`, which the
-//! fan-out forwards and also applies itself). Partial response follows the
+//! fan-out forwards and also applies itself). As in Thanos' proxy store, a
+//! Series request without matchers is `InvalidArgument`, and `limit` (like
+//! the label calls' `limit`) applies to the merged answer. Partial response follows the
 //! request's `partial_response_disabled`; store failures under partial
 //! response are sent as `Warning` frames. `Info` answers the union of the
 //! active stores' label sets and their overall time range, component type
@@ -124,13 +126,26 @@ impl Store for QuerierStore {
         request: Request<SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let req = request.into_inner();
+        // As Thanos' proxy: a request without matchers is refused here,
+        // not passed on for every store to refuse (which under partial
+        // response would come back as warnings and an empty success).
+        if req.matchers.is_empty() {
+            return Err(Status::invalid_argument("no matchers specified"));
+        }
         let fo = self.fanout(req.partial_response_disabled, &req.without_replica_labels);
         let batch = usize::try_from(req.response_batch_size).unwrap_or(0);
         let skip = req.skip_chunks;
+        // `limit` is forwarded, so each store sends at most its first
+        // `limit` series; the merged answer is cut to the first `limit`
+        // too (the union of N stores' first `limit` has up to N×limit).
+        let limit = usize::try_from(req.limit).unwrap_or(0);
         let eps = self.set.active();
-        let set = proxy::series(&eps, req, &fo, &self.proxy)
+        let mut set = proxy::series(&eps, req, &fo, &self.proxy)
             .await
             .map_err(status)?;
+        if limit > 0 {
+            set.series.truncate(limit);
+        }
         let mut frames: Vec<Result<SeriesResponse, Status>> = set
             .warnings
             .into_iter()

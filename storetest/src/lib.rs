@@ -1,6 +1,6 @@
 //! The StoreAPI acceptance suite: one closed-box table of cases that runs
-//! against every StoreAPI implementation (the sidecar today, the store
-//! gateway and the querier when they exist), as Thanos runs
+//! against every StoreAPI implementation (the sidecar and the querier's
+//! StoreAPI today, the store gateway when it exists), as Thanos runs
 //! `pkg/store/acceptance_test.go` against each of its stores.
 //!
 //! The main types:

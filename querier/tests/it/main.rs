@@ -7,7 +7,11 @@
 //!   discovery) where the exact data and failures must be controlled.
 //! - `cluster.rs` runs real `strata tsdb` servers with real `strata sidecar`s
 //!   in-process and queries across them.
+//! - `acceptance.rs` runs the shared StoreAPI acceptance suite
+//!   (`strata-storetest`) against the querier's own StoreAPI server over two
+//!   such clusters.
 
+mod acceptance;
 mod cluster;
 mod dedup;
 mod discovery;
