@@ -5,7 +5,10 @@
 # cluster label on every series, in one run on this machine. Prints a
 # Markdown table for BENCHMARKS.md: p50 and mean latency of the fixed query
 # set (bench/query_latency.py), instant and range, the strata/Prometheus
-# ratio, and the querier's peak RSS (VmHWM from /proc).
+# ratio, and the querier's peak RSS (VmHWM from /proc). On stderr, per
+# cluster count: CPU ms per request of the strata pass by process kind
+# (querier, all sidecars, all tsdbs; utime+stime from /proc/PID/stat), to
+# see where the federated path spends its time.
 #
 # usage: bench/query.sh [PODS_PER_NAMESPACE] [HOURS] [REPS] [CLUSTER_COUNTS]
 #        default 10 pods x 4 namespaces, 6 h at 30 s, 5 reps, "1 2 4 8"
@@ -48,6 +51,13 @@ max=0; for n in $counts; do (( n > max )) && max=$n; done
 
 # Per-cluster strata data (no cluster label: it comes from external labels).
 declare -a sidecar_addr
+tsdb_pids=(); sidecar_pids=()
+cpu_ticks() { # pids...: summed utime+stime in clock ticks
+  local t=0 f
+  for p in "$@"; do read -r -a f <"/proc/$p/stat"; t=$((t + f[13] + f[14])); done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
 start_cluster() { # index
   local i=$1 d="$work/c$1"
   mkdir -p "$d/data"
@@ -59,10 +69,10 @@ start_cluster() { # index
   p=$(free_port); g=$(free_port); h=$(free_port)
   $strata tsdb --config.file="$d/prometheus.yml" --storage.tsdb.path="$d/data" \
     --web.listen-address=127.0.0.1:$p --storage.tsdb.retention.time=30d >"$work/tsdb$i.log" 2>&1 &
-  pids+=($!); wait_http "http://127.0.0.1:$p/-/ready" "tsdb$i" $!
+  pids+=($!); tsdb_pids+=($!); wait_http "http://127.0.0.1:$p/-/ready" "tsdb$i" $!
   $strata sidecar --tsdb.path="$d/data" --prometheus.url=http://127.0.0.1:$p \
     --grpc-address=127.0.0.1:$g --http-address=127.0.0.1:$h >"$work/sidecar$i.log" 2>&1 &
-  pids+=($!); wait_http "http://127.0.0.1:$h/-/ready" "sidecar$i" $!
+  pids+=($!); sidecar_pids+=($!); wait_http "http://127.0.0.1:$h/-/ready" "sidecar$i" $!
   sidecar_addr[$i]=127.0.0.1:$g
 }
 
@@ -93,7 +103,18 @@ for n in $counts; do
     (( up >= n )) && break; sleep 0.1
   done
   (( up >= n )) || { echo "querier sees $up of $n stores" >&2; exit 1; }
+  T=("${tsdb_pids[@]:0:$n}"); S=("${sidecar_pids[@]:0:$n}")
+  c0=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}"))
   s=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --end "$end" --reps "$reps")
+  c1=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}"))
+  python3 - "$n" "$hz" "$reps" "${c0[*]}" "${c1[*]}" "$s" <<'PY' >&2
+import json, sys
+n, hz, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+c0, c1 = [list(map(int, a.split())) for a in sys.argv[4:6]]
+reqs = json.loads(sys.argv[6].splitlines()[-1])["queries"] * 2 * (reps + 1)
+q, sc, t = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
+print(f"# {n} clusters, strata pass, CPU ms per request: querier {q:.1f}, sidecars {sc:.1f}, tsdbs {t:.1f}")
+PY
   p=$(python3 bench/query_latency.py "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
   rss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$qpid/status)
   python3 - "$n" "$series" "$rss" "$s" "$p" <<'PY'

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -71,7 +72,16 @@ pub async fn serve(
     cluster: Arc<Cluster>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(cluster))
+    axum::serve(listener.tap_io(no_delay), router(cluster))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Sets `TCP_NODELAY` on an accepted connection (via axum's `tap_io`): hyper
+/// writes a response's head and body separately, and with Nagle's algorithm
+/// the body would wait for the scraper's delayed ACK (about 40 ms on Linux).
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY on an exporter connection");
+    }
 }

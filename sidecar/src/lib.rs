@@ -35,6 +35,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use strata_bucket::ObjstoreConfig;
 use strata_proto::grpc::{MessageLimits, ServerOptions, ServerTls};
 use strata_proto::thanos::info::info_server::InfoServer;
@@ -244,12 +245,20 @@ pub async fn serve_grpc(
         .add_service(InfoServer::new(store).with_message_limits(max));
     health.ready().await;
     router
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(opts.incoming(listener), shutdown)
         .await
         .map_err(|e| Error::Grpc(e.to_string()))
+}
+
+/// Sets `TCP_NODELAY` on an accepted HTTP connection (via axum's `tap_io`).
+///
+/// hyper writes a response's head and body separately; with Nagle's algorithm
+/// the second write waits for the client's delayed ACK, about 40 ms on Linux,
+/// which dwarfs the query itself.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY on an HTTP connection");
+    }
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, Error> {
@@ -298,7 +307,11 @@ pub async fn run_with_listeners(
     let http_task = {
         let app = http_router(state.clone());
         let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stop).await })
+        tokio::spawn(async move {
+            axum::serve(http.tap_io(no_delay), app)
+                .with_graceful_shutdown(stop)
+                .await
+        })
     };
 
     let labels = tokio::select! {

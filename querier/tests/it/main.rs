@@ -350,14 +350,12 @@ pub async fn start_store_with(
         .unwrap()
         .add_service(StoreServer::new(store.clone()).with_message_limits(opts.max_message_size))
         .add_service(InfoServer::new(store));
+    let incoming = opts.incoming(listener);
     let task = tokio::spawn(async move {
         let _ = router
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                async move {
-                    let _ = rx.await;
-                },
-            )
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = rx.await;
+            })
             .await;
     });
     RunningStore {

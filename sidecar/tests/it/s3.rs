@@ -610,7 +610,8 @@ async fn s3_outage_loses_nothing() {
     cfg.sync_interval = Duration::from_millis(300);
     let sidecar = RunningSidecar::start(cfg).await;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(60);
+    // The outage lasts at least `outage`; failures must show within a minute.
+    let deadline = started + outage + Duration::from_secs(60);
     loop {
         let m = sidecar.metrics().await;
         let failures = metric_value(&m, "thanos_shipper_upload_failures_total").unwrap_or(0.0);
