@@ -167,7 +167,8 @@ fn query_api_error(e: QueryError) -> ApiError {
         QueryError::Execution(m) => ApiError::execution(m),
         QueryError::Timeout(m) => ApiError::timeout(m),
         QueryError::Canceled(m) => ApiError::new(crate::ErrorType::Canceled, m),
-        QueryError::Storage(m) => ApiError::internal(m),
+        // Prometheus' `returnAPIError`: select failures are `execution`.
+        QueryError::Storage(m) => ApiError::execution(m),
     }
 }
 

@@ -102,20 +102,24 @@ pub enum QueryError {
     Timeout(String),
     #[error("{0}")]
     Canceled(String),
-    /// Storage failed.
+    /// Storage failed while selecting series ("expanding series: ...").
+    /// Reported as `execution` (422), as Prometheus and Thanos do: their
+    /// `returnAPIError` maps only `promql.ErrStorage` to `internal`, and no
+    /// select path wraps its error in it, so a failing store or an exceeded
+    /// store-side limit reaches clients as `execution`.
     #[error("{0}")]
     Storage(String),
 }
 
 impl QueryError {
-    /// `bad_data`, `execution`, `timeout`, `canceled` or `internal`.
+    /// `bad_data`, `execution`, `timeout` or `canceled`.
     pub fn error_type(&self) -> &'static str {
         match self {
             QueryError::BadData(_) => "bad_data",
             QueryError::Execution(_) => "execution",
             QueryError::Timeout(_) => "timeout",
             QueryError::Canceled(_) => "canceled",
-            QueryError::Storage(_) => "internal",
+            QueryError::Storage(_) => "execution",
         }
     }
 }

@@ -601,10 +601,10 @@ impl Queryable for Failing {
 }
 
 #[test]
-fn storage_errors_are_internal() {
+fn storage_errors_are_execution_errors() {
     let e = Engine::new(EngineOptions::default());
     let err = e.instant(&Failing, "up", 0).unwrap_err();
-    assert_eq!(err.error_type(), "internal");
+    assert_eq!(err.error_type(), "execution");
     assert!(err.to_string().contains("disk on fire"));
 }
 

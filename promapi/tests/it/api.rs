@@ -315,12 +315,14 @@ async fn query_errors() {
     assert_eq!(r.status.as_u16(), 422);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["errorType"], "execution");
-    // A storage failure is "internal" / 500.
+    // A storage failure while selecting is "execution" / 422, as in
+    // Prometheus (only `promql.ErrStorage` is `internal`, and selects never
+    // produce it).
     expect_error(
         &app,
         "/api/v1/query?query=broken&time=1700000000",
-        500,
-        "internal",
+        422,
+        "execution",
         // Prometheus prefixes storage errors the same way.
         "expanding series: disk on fire",
     )

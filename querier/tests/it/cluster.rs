@@ -216,7 +216,7 @@ async fn cross_cluster_queries_through_real_tsdb_and_sidecars() {
             "&partial_response=false",
         )
         .await;
-    assert_eq!(status, 500, "{v}");
+    assert_eq!(status, 422, "{v}");
     assert!(
         v["error"].as_str().unwrap().contains(&c2.sidecar_grpc),
         "{v}"

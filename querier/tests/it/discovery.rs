@@ -131,7 +131,7 @@ async fn stopped_store_becomes_a_warning() {
     assert_eq!(result(&v).len(), 1);
     assert!(warnings(&v).iter().any(|w| w.contains(&gone_addr)), "{v}");
     let (status, v) = q.query("up", 300.0, "&partial_response=false").await;
-    assert_eq!(status, 500);
+    assert_eq!(status, 422);
     assert!(v["error"].as_str().unwrap().contains(&gone_addr), "{v}");
     q.q.shutdown().await.unwrap();
 }

@@ -106,7 +106,7 @@ async fn partial_response_warns_or_fails_naming_the_store() {
     );
 
     let (status, v) = q.query("up", 300.0, "&partial_response=false").await;
-    assert_eq!(status, 500, "{v}");
+    assert_eq!(status, 422, "{v}");
     assert_eq!(v["status"], "error");
     let err = v["error"].as_str().unwrap();
     assert!(err.contains(&bad.addr), "{err}");
@@ -116,7 +116,7 @@ async fn partial_response_warns_or_fails_naming_the_store() {
     let q = start_querier(&[&ok.addr, &bad.addr], |c| c.partial_response = false).await;
     q.wait_stores(2).await;
     let (status, _) = q.query("up", 300.0, "").await;
-    assert_eq!(status, 500);
+    assert_eq!(status, 422);
     let (status, v) = q.query("up", 300.0, "&partial_response=true").await;
     assert_eq!(status, 200, "{v}");
     q.q.shutdown().await.unwrap();
@@ -156,9 +156,9 @@ async fn series_limit_fails_the_query() {
     let q = start_querier(&[&s.addr], |c| c.max_series = 10).await;
     q.wait_stores(1).await;
     let (status, v) = q.query("up", 300.0, "").await;
-    // A storage failure for the engine: Prometheus' `internal` (500).
-    assert_eq!(status, 500, "{v}");
-    assert_eq!(v["errorType"], "internal");
+    // A select failure: Prometheus' and Thanos' `execution` (422).
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["errorType"], "execution");
     assert!(
         v["error"].as_str().unwrap().contains("--query.max-series"),
         "{v}"
@@ -171,7 +171,8 @@ async fn series_limit_fails_the_query() {
     let q = start_querier(&[&s.addr], |c| c.max_samples = 100).await;
     q.wait_stores(1).await;
     let (status, v) = q.query("count_over_time(up[10m])", 600.0, "").await;
-    assert_eq!(status, 500, "{v}");
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["errorType"], "execution");
     assert!(
         v["error"].as_str().unwrap().contains("too many samples"),
         "{v}"
