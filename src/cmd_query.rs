@@ -70,7 +70,7 @@ pub struct QueryArgs {
     /// Use TLS to reach the endpoints.
     #[arg(long = "grpc-client-tls-secure")]
     client_tls_secure: bool,
-    /// Do not verify the endpoints' certificates (not supported: give the CA instead).
+    /// Do not verify the endpoints' certificates (encrypted, but unauthenticated: test setups only).
     #[arg(long = "grpc-client-tls-skip-verify")]
     client_tls_skip_verify: bool,
     /// Client certificate for mutual TLS.
@@ -166,8 +166,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     cfg.endpoints.info_timeout = info;
     cfg.endpoints.info_interval = info;
 
-    if a.client_tls_skip_verify {
-        bail!("--grpc-client-tls-skip-verify is not supported: give the endpoints' CA with --grpc-client-tls-ca");
+    if a.client_tls_skip_verify && !a.client_tls_secure {
+        bail!("--grpc-client-tls-skip-verify needs --grpc-client-tls-secure");
     }
     let uses_tls_files = a.client_tls_ca.is_some()
         || a.client_tls_cert.is_some()
@@ -177,15 +177,20 @@ pub fn run(a: QueryArgs) -> Result<()> {
         bail!("--grpc-client-tls-ca/-cert/-key and --grpc-client-server-name need --grpc-client-tls-secure");
     }
     if a.client_tls_secure {
-        cfg.endpoints.client.tls = Some(
-            strata_querier::ClientTls::from_files(
-                a.client_tls_ca.as_deref(),
-                a.client_tls_cert.as_deref(),
-                a.client_tls_key.as_deref(),
-                a.client_server_name.as_deref(),
-            )
-            .context("gRPC client TLS")?,
-        );
+        let mut tls = strata_querier::ClientTls::from_files(
+            a.client_tls_ca.as_deref(),
+            a.client_tls_cert.as_deref(),
+            a.client_tls_key.as_deref(),
+            a.client_server_name.as_deref(),
+        )
+        .context("gRPC client TLS")?;
+        if a.client_tls_skip_verify {
+            tracing::warn!(
+                "--grpc-client-tls-skip-verify: endpoints' certificates are not verified"
+            );
+            tls = tls.with_insecure_skip_verify();
+        }
+        cfg.endpoints.client.tls = Some(tls);
     }
     cfg.grpc_server_tls = match (&a.server_tls_cert, &a.server_tls_key) {
         (Some(cert), Some(key)) => Some(

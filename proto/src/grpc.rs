@@ -186,6 +186,7 @@ pub struct ClientTls {
     ca_pem: Option<Vec<u8>>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
     server_name: Option<String>,
+    skip_verify: bool,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -194,6 +195,7 @@ impl std::fmt::Debug for ClientTls {
             .field("custom_ca", &self.ca_pem.is_some())
             .field("client_cert", &self.identity.is_some())
             .field("server_name", &self.server_name)
+            .field("skip_verify", &self.skip_verify)
             .finish()
     }
 }
@@ -225,6 +227,21 @@ impl ClientTls {
     pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
         self
+    }
+
+    /// Accepts any server certificate (Thanos' `--grpc-client-tls-skip-verify`):
+    /// the connection is encrypted, and the server must hold the key of the
+    /// certificate it shows, but nothing proves who it is. For test setups
+    /// with self-signed certificates only; a client certificate is still
+    /// presented when one is set. Connect with [`ClientOptions::connect_lazy`].
+    pub fn with_insecure_skip_verify(mut self) -> Self {
+        self.skip_verify = true;
+        self
+    }
+
+    /// Whether [`ClientTls::with_insecure_skip_verify`] is set.
+    pub fn skips_verification(&self) -> bool {
+        self.skip_verify
     }
 
     /// Reads the PEM files; `cert` and `key` must be given together.
@@ -406,7 +423,7 @@ impl ClientOptions {
         if let Some(timeout) = self.connect_timeout {
             endpoint = endpoint.connect_timeout(timeout);
         }
-        if let Some(tls) = &self.tls {
+        if let Some(tls) = self.tls.as_ref().filter(|t| !t.skip_verify) {
             install_crypto_provider();
             endpoint = endpoint.tls_config(tls.config()).map_err(Error::Tls)?;
         }
@@ -414,8 +431,28 @@ impl ClientOptions {
     }
 
     /// A channel to `address` that connects on first use and reconnects as needed.
+    ///
+    /// With [`ClientTls::with_insecure_skip_verify`] the TLS handshake is done
+    /// by this crate's connector (tonic's TLS always verifies), so only
+    /// channels made here honour it, not [`ClientOptions::endpoint`].
     pub fn connect_lazy(&self, address: &str) -> Result<Channel, Error> {
-        Ok(self.endpoint(address)?.connect_lazy())
+        match self.tls.as_ref().filter(|t| t.skip_verify) {
+            None => Ok(self.endpoint(address)?.connect_lazy()),
+            Some(tls) => {
+                // The connector speaks TLS itself: tonic must see plain http.
+                let plain = match address.split_once("://") {
+                    Some((_, rest)) => format!("http://{rest}"),
+                    None => format!("http://{address}"),
+                };
+                let without_tls = ClientOptions {
+                    tls: None,
+                    ..self.clone()
+                };
+                let endpoint = without_tls.endpoint(&plain)?;
+                let connector = insecure::connector(tls)?;
+                Ok(endpoint.connect_with_connector_lazy(connector))
+            }
+        }
     }
 }
 
@@ -552,5 +589,137 @@ mod tests {
         assert_eq!(client.keepalive_timeout, Duration::from_secs(5));
         let server = ServerOptions::default();
         assert_eq!(server.max_connection_age, Some(Duration::from_secs(3600)));
+    }
+}
+
+/// `--grpc-client-tls-skip-verify`: a rustls client that accepts any server
+/// certificate, and the connector that uses it.
+mod insecure {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tonic::transport::Uri;
+
+    use super::{ClientTls, Error};
+
+    /// Accepts every chain and name, but still checks the handshake
+    /// signatures, so the server must own the key of the certificate it shows.
+    #[derive(Debug)]
+    struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    fn tls_error(reason: impl std::fmt::Display) -> Error {
+        Error::Address {
+            address: "TLS client configuration".to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+    /// A tower connector: TCP (no delay), then a TLS handshake that offers
+    /// only HTTP/2, as gRPC needs.
+    pub(super) fn connector(
+        tls: &ClientTls,
+    ) -> Result<
+        impl tower::Service<
+                Uri,
+                Response = hyper_util::rt::TokioIo<
+                    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+                >,
+                Error = BoxError,
+                Future = impl Send,
+            > + Clone
+            + Send
+            + 'static,
+        Error,
+    > {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(tls_error)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)));
+        let mut config = match &tls.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(tls_error)?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(tls_error)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(tls_error)?
+            }
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let server_name = tls.server_name.clone();
+        Ok(tower::service_fn(move |uri: Uri| {
+            let connector = connector.clone();
+            let server_name = server_name.clone();
+            async move {
+                let host = uri.host().ok_or("address without a host")?;
+                let port = uri.port_u16().ok_or("address without a port")?;
+                let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+                tcp.set_nodelay(true)?;
+                let name = server_name.unwrap_or_else(|| {
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string()
+                });
+                let name = ServerName::try_from(name)?;
+                let stream = connector.connect(name, tcp).await?;
+                Ok::<_, BoxError>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
     }
 }

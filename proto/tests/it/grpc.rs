@@ -501,3 +501,53 @@ async fn incoming_sets_nodelay() {
     assert!(accept(ServerOptions::default().incoming(bind().await)).await);
     assert!(!accept(TcpIncoming::from(bind().await)).await);
 }
+
+#[tokio::test]
+async fn skip_verify_connects_to_an_unknown_ca_and_still_does_mutual_tls() {
+    let pki = pki();
+    let server = serve(
+        ServerOptions {
+            tls: Some(
+                ServerTls::from_pem(pki.server_cert.clone(), pki.server_key.clone())
+                    .with_client_ca_pem(pki.ca_pem.clone()),
+            ),
+            ..ServerOptions::default()
+        },
+        1,
+    )
+    .await;
+    let addr = server.addr.to_string();
+    let info = |options: ClientOptions| {
+        let addr = addr.clone();
+        async move {
+            let channel = options.connect_lazy(&addr).map_err(|e| e.to_string())?;
+            InfoClient::new(channel)
+                .info(InfoRequest {})
+                .await
+                .map(Response::into_inner)
+                .map_err(|s| format!("{s:?}"))
+        }
+    };
+    // The server's CA is unknown to the client (system roots only): refused
+    // without skip-verify...
+    let verifying = tls_client(
+        ClientTls::new().with_identity_pem(pki.client_cert.clone(), pki.client_key.clone()),
+    );
+    assert!(info(verifying).await.is_err(), "unknown CA must be refused");
+    // ...accepted with it; the client certificate is still presented, so the
+    // server's mutual TLS admits it.
+    let skipping = tls_client(
+        ClientTls::new()
+            .with_identity_pem(pki.client_cert.clone(), pki.client_key.clone())
+            .with_insecure_skip_verify(),
+    );
+    info(skipping)
+        .await
+        .expect("skip-verify with a client certificate");
+    // Without a client certificate the server still refuses.
+    let anonymous = tls_client(ClientTls::new().with_insecure_skip_verify());
+    assert!(
+        info(anonymous).await.is_err(),
+        "mutual TLS must still refuse a client without a certificate"
+    );
+}
