@@ -6,7 +6,7 @@
 //!
 //! | module | what it checks |
 //! |---|---|
-//! | `tsdb_server` | remote-written samples survive `kill -9` |
+//! | `tsdb_server` | remote-written samples survive `kill -9`, also a kill in the middle of 3 concurrent writers (every 204-acknowledged sample is back after the restart) |
 //! | `reference` | `strata tsdb` answers the query set like Prometheus 2.42 |
 //! | `federation` | two clusters behind `strata query` answer like one Prometheus; series/labels APIs; a cluster down (partial response) and back |
 //! | `ha` | an HA pair deduplicated by `--query.replica-label` |
