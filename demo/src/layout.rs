@@ -102,20 +102,11 @@ impl Layout {
     }
 }
 
-/// YAML double-quoted string (the values here are plain ASCII, but quote
-/// anyway: paths and `host:port` contain characters YAML cares about).
+/// A YAML double-quoted string. Go's quoting (tsdb's `go_quote`) only uses
+/// escapes YAML's double-quoted style also has; paths and `host:port`
+/// contain characters YAML cares about, so everything is quoted.
 fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    strata_tsdb::labels::go_quote(s)
 }
 
 /// The `prometheus.yml` of one cluster's `strata tsdb`: the `cluster`
