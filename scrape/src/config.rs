@@ -290,8 +290,8 @@ impl KubernetesRole {
     }
 }
 
-/// A parsed and validated `kubernetes_sd_configs` entry. Discovery itself
-/// is not implemented yet; jobs using it get no targets from it.
+/// A parsed and validated `kubernetes_sd_configs` entry; discovery is
+/// [`crate::kubernetes::KubernetesDiscovery`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct KubernetesSdConfig {
     pub role: KubernetesRole,
@@ -686,6 +686,7 @@ impl RawTargetGroup {
                 .into_iter()
                 .map(|t| t.0)
                 .collect(),
+            target_labels: Vec::new(),
             labels: self
                 .labels
                 .unwrap_or_default()
@@ -1460,6 +1461,14 @@ fn convert_kubernetes(
         Some(r) => KubernetesRole::parse(&r)
             .ok_or_else(|| err(".role", format!("unknown Kubernetes SD role {r:?}")))?,
     };
+    // Valid in Prometheus, but strata has no ingress discovery; refusing
+    // it is better than a job that silently finds nothing.
+    if role == KubernetesRole::Ingress {
+        return Err(err(
+            ".role",
+            "Kubernetes SD role \"ingress\" is not supported by strata (supported: pod, service, endpoints, endpointslice, node)".into(),
+        ));
+    }
     let http_given = raw.basic_auth.is_some()
         || raw.authorization.is_some()
         || raw.bearer_token.is_some()

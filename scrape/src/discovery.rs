@@ -16,7 +16,9 @@
 //!   parse keeps its previous groups (the error is logged), so a half-written
 //!   file never drops all targets; a file that disappears drops its groups.
 //!
-//! Kubernetes discovery is parsed by [`crate::config`] but not implemented.
+//! * **kubernetes** — [`crate::kubernetes::KubernetesDiscovery`], list and
+//!   watch of the Kubernetes API; its groups carry per-target labels
+//!   ([`TargetGroup::target_labels`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -32,10 +34,15 @@ pub const FILEPATH_LABEL: &str = "__meta_filepath";
 pub struct TargetGroup {
     /// Target addresses (`host:port`), each becoming `__address__`.
     pub targets: Vec<String>,
+    /// Labels of single targets, parallel to `targets` (index `i` belongs
+    /// to `targets[i]`); they win over the group's `labels`. Empty when the
+    /// discovery has none (static and file groups); Kubernetes discovery
+    /// fills it (container ports, endpoint conditions, ...).
+    pub target_labels: Vec<BTreeMap<String, String>>,
     /// Labels common to every target of the group.
     pub labels: BTreeMap<String, String>,
     /// Identifies the group within its discovery (`file:index` for file_sd,
-    /// the index for static configs).
+    /// the index for static configs, `pod/<ns>/<name>` etc. for Kubernetes).
     pub source: String,
 }
 

@@ -184,7 +184,7 @@ impl HttpClient {
 /// reqwest's top-level error ("error sending request for url (...)")
 /// repeats the URL we already print; the causes have the useful part
 /// ("connection refused", "invalid peer certificate: UnknownIssuer").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(c) = cur {
@@ -204,18 +204,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
 }
 
-fn read_secret_file(p: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_secret_file(p: &std::path::Path) -> Result<String, String> {
     std::fs::read_to_string(p)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("unable to read {}: {e}", p.display()))
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Builds the rustls client config for a `tls_config`.
-fn rustls_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn rustls_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -285,9 +285,9 @@ fn rustls_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
 /// Verifies the server certificate against a configured name instead of
 /// the name in the URL (Go's `tls.Config.ServerName`).
 #[derive(Debug)]
-struct OverrideName {
-    inner: Arc<dyn ServerCertVerifier>,
-    name: ServerName<'static>,
+pub(crate) struct OverrideName {
+    pub(crate) inner: Arc<dyn ServerCertVerifier>,
+    pub(crate) name: ServerName<'static>,
 }
 
 impl ServerCertVerifier for OverrideName {
@@ -329,7 +329,7 @@ impl ServerCertVerifier for OverrideName {
 /// `insecure_skip_verify`: accepts any certificate, but still checks that
 /// the handshake is signed by it.
 #[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
+pub(crate) struct NoVerify(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(

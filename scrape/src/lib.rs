@@ -4,12 +4,15 @@
 //! The pieces, in the order data flows through them:
 //!
 //! * [`config`] — the `prometheus.yml` subset: `global`, `scrape_configs`
-//!   with static, file and (parsed only) Kubernetes service discovery,
+//!   with static, file and Kubernetes service discovery,
 //!   relabeling, auth, TLS and limits. Parsed and validated like Prometheus
 //!   2.42, with line, column and field in every error; prints the effective
 //!   config back ([`config::Config::to_yaml`]).
 //! * [`discovery`] — target groups: static ones and [`discovery::FileDiscovery`]
 //!   (JSON/YAML files, globs, polled).
+//! * [`kubernetes`] — [`kubernetes::KubernetesDiscovery`]: list + watch of
+//!   the Kubernetes API (pod, node, service, endpoints, endpointslice roles)
+//!   on a small client of our own.
 //! * [`relabel`] — every relabel action, Prometheus semantics (hashmod
 //!   included, bit for bit).
 //! * [`target`] — `populate_labels`: job defaults, target relabeling, address
@@ -25,14 +28,15 @@
 //!   for `strata_tsdb::db::Db`.
 //!
 //! It is not: an HTTP server (the `strata tsdb` server serves the API
-//! structs from [`api`]), a Kubernetes client (only the config is parsed),
-//! or a protobuf/native-histogram scraper (text formats only, as the
+//! structs from [`api`]), a general Kubernetes client (only the list and
+//! watch calls discovery needs), or a protobuf/native-histogram scraper (text formats only, as the
 //! storage engine has float samples only).
 
 pub mod api;
 pub mod config;
 pub mod discovery;
 pub mod http;
+pub mod kubernetes;
 pub mod manager;
 pub mod relabel;
 pub mod scrape_loop;

@@ -20,6 +20,13 @@
 //!   scrape cache).
 //!
 //! file_sd files are polled every `refresh_interval` by one task per job.
+//! Each [`KubernetesDiscovery`] runs its own list/watch tasks; one task per
+//! discovery and job waits for its change counter and re-syncs the job (at
+//! most every [`KUBERNETES_SYNC_DELAY`], so an event burst costs one sync).
+//! Jobs with identical `kubernetes_sd_configs` entries share one discovery
+//! (as Prometheus' discovery manager shares providers), so e.g. several
+//! `role: node` jobs watch nodes once. A reload keeps discoveries whose
+//! config is unchanged, with their stores and watches.
 //! Targets are identified by their full label set after relabeling
 //! (reserved labels included), which determines the scrape URL.
 //!
@@ -36,9 +43,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ActiveTarget, DroppedTarget, GlobalUrlOptions, TargetDiscovery};
-use crate::config::{format_duration, Config, ScrapeConfig};
+use crate::config::{format_duration, Config, KubernetesSdConfig, ScrapeConfig};
 use crate::discovery::{FileDiscovery, TargetGroup};
 use crate::http::HttpClient;
+use crate::kubernetes::client::InCluster;
+use crate::kubernetes::KubernetesDiscovery;
 use crate::scrape_loop::{LoopOptions, LoopState, ScrapeLoop, Stop, TargetStatus};
 use crate::storage::Appendable;
 use crate::target::{targets_from_groups, Fnv64, Target};
@@ -72,16 +81,27 @@ struct Pool {
     cfg: Arc<ScrapeConfig>,
     client: HttpClient,
     file_sds: Vec<FileDiscovery>,
+    k8s_sds: Vec<Arc<KubernetesDiscovery>>,
     loops: HashMap<Labels, LoopHandle>,
     dropped: Vec<Labels>,
     poller: Option<JoinHandle<()>>,
+    /// One per Kubernetes discovery: waits for changes, syncs the job.
+    k8s_watchers: Vec<JoinHandle<()>>,
 }
+
+/// How long a Kubernetes change waits before the job is re-synced, so
+/// that a burst of events (a rollout) costs one sync. Prometheus' discovery
+/// manager batches for 5s; a shorter delay makes new pods scraped sooner.
+pub const KUBERNETES_SYNC_DELAY: Duration = Duration::from_millis(500);
 
 impl Pool {
     fn groups(&self) -> Vec<TargetGroup> {
         let mut g = self.cfg.static_configs.clone();
         for f in &self.file_sds {
             g.extend(f.groups());
+        }
+        for k in &self.k8s_sds {
+            g.extend(k.groups());
         }
         g
     }
@@ -92,6 +112,9 @@ impl Drop for Pool {
         if let Some(p) = self.poller.take() {
             p.abort();
         }
+        for w in self.k8s_watchers.drain(..) {
+            w.abort();
+        }
     }
 }
 
@@ -100,6 +123,10 @@ struct Inner {
     /// Serialises reloads and file_sd syncs, which await loop shutdowns.
     apply: tokio::sync::Mutex<()>,
     state: Mutex<State>,
+    /// Every live Kubernetes discovery, for sharing between jobs.
+    k8s: Mutex<Vec<Weak<KubernetesDiscovery>>>,
+    /// In-cluster settings for new discoveries; `None`: the environment.
+    in_cluster: Mutex<Option<InCluster>>,
 }
 
 #[derive(Default)]
@@ -108,6 +135,8 @@ struct State {
     pools: BTreeMap<String, Pool>,
     jitter_seed: u64,
     global_url: GlobalUrlOptions,
+    /// The last view of pools taken out for a sync (see [`take_pool`]).
+    syncing: BTreeMap<String, PoolView>,
 }
 
 /// Runs scrape loops for a config; see the module docs.
@@ -123,6 +152,8 @@ impl ScrapeManager {
                 storage,
                 apply: tokio::sync::Mutex::new(()),
                 state: Mutex::new(State::default()),
+                k8s: Mutex::new(Vec::new()),
+                in_cluster: Mutex::new(None),
             }),
         }
     }
@@ -130,6 +161,14 @@ impl ScrapeManager {
     /// Sets how scrape URLs of local targets are shown as `globalUrl`.
     pub fn set_global_url_options(&self, o: GlobalUrlOptions) {
         self.inner.state.lock().global_url = o;
+    }
+
+    /// Where Kubernetes discoveries without `api_server` and
+    /// `kubeconfig_file` find the API server and service account, instead
+    /// of `KUBERNETES_SERVICE_HOST`/`PORT` and the default service account
+    /// directory. Applies to discoveries started by later configs.
+    pub fn set_kubernetes_in_cluster(&self, ic: Option<InCluster>) {
+        *self.inner.in_cluster.lock() = ic;
     }
 
     /// The config currently applied.
@@ -172,7 +211,13 @@ impl ScrapeManager {
         let mut old = {
             let mut st = self.inner.state.lock();
             st.jitter_seed = seed;
-            std::mem::take(&mut st.pools)
+            let pools = std::mem::take(&mut st.pools);
+            // The targets view shows the old pools while the new ones sync.
+            for (job, pool) in &pools {
+                let view = pool_view(job, pool, &st.global_url);
+                st.syncing.insert(job.clone(), view);
+            }
+            pools
         };
         let mut to_stale: Vec<LoopHandle> = Vec::new();
         for (job, mut pool) in std::mem::take(&mut old) {
@@ -204,6 +249,19 @@ impl ScrapeManager {
                     if let Some(t) = p.poller.take() {
                         t.abort();
                     }
+                    for w in p.k8s_watchers.drain(..) {
+                        w.abort();
+                    }
+                    // Same for Kubernetes discoveries: unchanged ones keep
+                    // their stores and watches.
+                    // (The old ones stay alive until the lookups are done.)
+                    let prev_k8s = std::mem::take(&mut p.k8s_sds);
+                    p.k8s_sds = sc
+                        .kubernetes_sd_configs
+                        .iter()
+                        .map(|kc| self.k8s_discovery(kc))
+                        .collect();
+                    drop(prev_k8s);
                     // Loops restart when something they use outside their
                     // options changed (the client, or the URL params);
                     // option changes are caught per target in `sync_pool`.
@@ -224,9 +282,15 @@ impl ScrapeManager {
                             .iter()
                             .map(|fc| FileDiscovery::new(fc.clone()))
                             .collect(),
+                        k8s_sds: sc
+                            .kubernetes_sd_configs
+                            .iter()
+                            .map(|kc| self.k8s_discovery(kc))
+                            .collect(),
                         loops: HashMap::new(),
                         dropped: Vec::new(),
                         poller: None,
+                        k8s_watchers: Vec::new(),
                     },
                     false,
                 ),
@@ -245,12 +309,38 @@ impl ScrapeManager {
             for f in &mut pool.file_sds {
                 f.refresh(true);
             }
+            // Subscribed before the sync, so no change after it is missed.
+            let k8s_rx: Vec<_> = pool.k8s_sds.iter().map(|k| k.subscribe()).collect();
             sync_pool(&mut pool, &storage, seed, changed).await;
             pool.poller = spawn_poller(Arc::downgrade(&self.inner), job.clone(), &pool.cfg);
-            self.inner.state.lock().pools.insert(job, pool);
+            pool.k8s_watchers = k8s_rx
+                .into_iter()
+                .map(|rx| spawn_k8s_watcher(Arc::downgrade(&self.inner), job.clone(), rx))
+                .collect();
+            put_pool(&self.inner, &job, pool);
         }
-        self.inner.state.lock().config = Some(cfg);
+        let mut st = self.inner.state.lock();
+        // Removed jobs leave the view now.
+        st.syncing.clear();
+        st.config = Some(cfg);
         Ok(())
+    }
+
+    /// The running discovery for `cfg` if any job has one, else a new one.
+    fn k8s_discovery(&self, cfg: &KubernetesSdConfig) -> Arc<KubernetesDiscovery> {
+        let mut reg = self.inner.k8s.lock();
+        reg.retain(|w| w.strong_count() > 0);
+        if let Some(d) = reg
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|d| d.config() == cfg)
+        {
+            return d;
+        }
+        let ic = self.inner.in_cluster.lock().clone();
+        let d = Arc::new(KubernetesDiscovery::start_with(cfg.clone(), ic));
+        reg.push(Arc::downgrade(&d));
+        d
     }
 
     /// Polls every file_sd file now instead of waiting for the refresh
@@ -281,51 +371,80 @@ impl ScrapeManager {
     pub fn targets(&self) -> TargetDiscovery {
         let st = self.inner.state.lock();
         let mut out = TargetDiscovery::default();
-        for (job, pool) in &st.pools {
-            let mut active: Vec<ActiveTarget> = pool
-                .loops
-                .values()
-                .map(|h| {
-                    let s = h.status.lock().clone();
-                    let url = h.target.url();
-                    ActiveTarget {
-                        discovered_labels: api::label_map(h.target.discovered_labels()),
-                        labels: api::label_map(&h.target.labels()),
-                        scrape_pool: job.clone(),
-                        global_url: api::global_url(&url, &st.global_url),
-                        scrape_url: url,
-                        last_error: s.last_error,
-                        last_scrape: api::rfc3339(s.last_scrape),
-                        last_scrape_duration: s.last_scrape_duration.as_secs_f64(),
-                        health: s.health,
-                        scrape_interval: format_duration(h.opts.interval),
-                        scrape_timeout: format_duration(h.opts.timeout),
-                    }
-                })
-                .collect();
-            active.sort_by(|a, b| (&a.scrape_url, &a.labels).cmp(&(&b.scrape_url, &b.labels)));
+        let jobs: std::collections::BTreeSet<&String> =
+            st.pools.keys().chain(st.syncing.keys()).collect();
+        for job in jobs {
+            let (active, dropped) = match st.pools.get(job) {
+                Some(pool) => pool_view(job, pool, &st.global_url),
+                None => st.syncing.get(job).cloned().unwrap_or_default(),
+            };
             out.active_targets.extend(active);
-            out.dropped_targets
-                .extend(pool.dropped.iter().map(|d| DroppedTarget {
-                    discovered_labels: api::label_map(d),
-                }));
+            out.dropped_targets.extend(dropped);
         }
         out
     }
 }
 
+type PoolView = (Vec<ActiveTarget>, Vec<DroppedTarget>);
+
+/// One pool's part of the targets view: targets sorted by URL.
+fn pool_view(job: &str, pool: &Pool, global_url: &GlobalUrlOptions) -> PoolView {
+    let mut active: Vec<ActiveTarget> = pool
+        .loops
+        .values()
+        .map(|h| {
+            let s = h.status.lock().clone();
+            let url = h.target.url();
+            ActiveTarget {
+                discovered_labels: api::label_map(h.target.discovered_labels()),
+                labels: api::label_map(&h.target.labels()),
+                scrape_pool: job.to_string(),
+                global_url: api::global_url(&url, global_url),
+                scrape_url: url,
+                last_error: s.last_error,
+                last_scrape: api::rfc3339(s.last_scrape),
+                last_scrape_duration: s.last_scrape_duration.as_secs_f64(),
+                health: s.health,
+                scrape_interval: format_duration(h.opts.interval),
+                scrape_timeout: format_duration(h.opts.timeout),
+            }
+        })
+        .collect();
+    active.sort_by(|a, b| (&a.scrape_url, &a.labels).cmp(&(&b.scrape_url, &b.labels)));
+    let dropped = pool
+        .dropped
+        .iter()
+        .map(|d| DroppedTarget {
+            discovered_labels: api::label_map(d),
+        })
+        .collect();
+    (active, dropped)
+}
+
+/// Takes a job's pool out of the state for a sync (which awaits loop
+/// shutdowns, so it cannot hold the state lock). The targets view shows
+/// the pool as it was until [`put_pool`], instead of missing the job.
+fn take_pool(inner: &Inner, job: &str) -> Option<(Pool, u64)> {
+    let mut st = inner.state.lock();
+    let seed = st.jitter_seed;
+    let pool = st.pools.remove(job)?;
+    let view = pool_view(job, &pool, &st.global_url);
+    st.syncing.insert(job.to_string(), view);
+    Some((pool, seed))
+}
+
+fn put_pool(inner: &Inner, job: &str, pool: Pool) {
+    let mut st = inner.state.lock();
+    st.syncing.remove(job);
+    st.pools.insert(job.to_string(), pool);
+}
+
 /// Re-reads a job's file_sd files (changed ones) and syncs its targets.
 async fn refresh_job(inner: &Arc<Inner>, job: &str) -> bool {
     let _guard = inner.apply.lock().await;
-    let (pool, seed) = {
-        let mut st = inner.state.lock();
-        let seed = st.jitter_seed;
-        match st.pools.remove(job) {
-            Some(p) => (p, seed),
-            None => return false,
-        }
+    let Some((mut pool, seed)) = take_pool(inner, job) else {
+        return false;
     };
-    let mut pool = pool;
     let mut changed = false;
     for f in &mut pool.file_sds {
         changed |= f.refresh(false);
@@ -333,8 +452,33 @@ async fn refresh_job(inner: &Arc<Inner>, job: &str) -> bool {
     if changed {
         sync_pool(&mut pool, &inner.storage, seed, false).await;
     }
-    inner.state.lock().pools.insert(job.to_string(), pool);
+    put_pool(inner, job, pool);
     changed
+}
+
+/// Re-syncs a job's targets from its current groups (Kubernetes changes).
+async fn resync_job(inner: &Arc<Inner>, job: &str) {
+    let _guard = inner.apply.lock().await;
+    let Some((mut pool, seed)) = take_pool(inner, job) else {
+        return;
+    };
+    sync_pool(&mut pool, &inner.storage, seed, false).await;
+    put_pool(inner, job, pool);
+}
+
+fn spawn_k8s_watcher(
+    inner: Weak<Inner>,
+    job: String,
+    mut rx: watch::Receiver<u64>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            tokio::time::sleep(KUBERNETES_SYNC_DELAY).await;
+            rx.borrow_and_update();
+            let Some(inner) = inner.upgrade() else { return };
+            resync_job(&inner, &job).await;
+        }
+    })
 }
 
 fn spawn_poller(inner: Weak<Inner>, job: String, cfg: &ScrapeConfig) -> Option<JoinHandle<()>> {

@@ -322,12 +322,22 @@ pub fn targets_from_groups(groups: &[TargetGroup], cfg: &ScrapeConfig) -> GroupT
     for g in groups {
         for (i, addr) in g.targets.iter().enumerate() {
             // Target labels win over group labels.
+            let own = g.target_labels.get(i);
             let mut pairs: Vec<(&str, &str)> = g
                 .labels
                 .iter()
-                .filter(|(k, _)| k.as_str() != ADDRESS_LABEL)
+                .filter(|(k, _)| {
+                    k.as_str() != ADDRESS_LABEL && !own.is_some_and(|o| o.contains_key(*k))
+                })
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
+            if let Some(own) = own {
+                pairs.extend(
+                    own.iter()
+                        .filter(|(k, _)| k.as_str() != ADDRESS_LABEL)
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+            }
             pairs.push((ADDRESS_LABEL, addr.as_str()));
             let lset = Labels::from_pairs(pairs);
             match populate_labels(&lset, cfg) {
@@ -448,6 +458,7 @@ mod tests {
         let cfg = job("- job_name: j\n");
         let g = TargetGroup {
             targets: vec!["a:1".into(), "b:2".into()],
+            target_labels: Vec::new(),
             labels: BTreeMap::new(),
             source: "0".into(),
         };

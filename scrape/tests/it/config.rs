@@ -297,6 +297,7 @@ const BAD: &[(&str, usize, &str, &str)] = &[
     ("scrape_configs:\n- job_name: a\n  file_sd_configs:\n  - files: [targets.txt]\n", 4, "scrape_configs[0].file_sd_configs[0].files", "path name \"targets.txt\" is not valid for file discovery"),
     ("scrape_configs:\n- job_name: a\n  file_sd_configs:\n  - refresh_interval: 1m\n", 4, "scrape_configs[0].file_sd_configs[0].files", "must contain at least one path name"),
     ("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: deployment\n", 4, "scrape_configs[0].kubernetes_sd_configs[0].role", "unknown Kubernetes SD role \"deployment\""),
+    ("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: ingress\n", 4, "scrape_configs[0].kubernetes_sd_configs[0].role", "role \"ingress\" is not supported by strata"),
     ("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - api_server: https://x\n", 4, "scrape_configs[0].kubernetes_sd_configs[0].role", "role missing"),
     ("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: pod\n    api_server: https://x\n    kubeconfig_file: k\n", 4, "scrape_configs[0].kubernetes_sd_configs[0]", "cannot use 'kubeconfig_file' and 'api_server' simultaneously"),
     ("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: pod\n    bearer_token: t\n", 4, "scrape_configs[0].kubernetes_sd_configs[0]", "please provide the 'api_server' URL explicitly"),

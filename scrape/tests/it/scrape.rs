@@ -22,6 +22,7 @@ fn make_loop(db: &Arc<Db>, server: &TestServer, path: &str, job_yaml: &str) -> S
     let sc = cfg.scrape_configs[0].clone();
     let group = TargetGroup {
         targets: vec![server.host()],
+        target_labels: Vec::new(),
         labels: Default::default(),
         source: "0".into(),
     };
