@@ -32,6 +32,10 @@ pub struct TsdbArgs {
     /// Address to listen on for the web interface and API.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
     listen_address: String,
+    /// Web configuration file (Prometheus' web-config format): TLS, HTTP
+    /// headers and basic auth for every endpoint.
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
     /// Accept remote write requests on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver")]
     enable_remote_write_receiver: bool,
@@ -87,6 +91,7 @@ impl TsdbArgs {
                 &self.max_block_duration,
             )?,
             listen_address: self.listen_address,
+            web_config_file: self.web_config_file,
             enable_remote_write_receiver: self.enable_remote_write_receiver,
             enable_admin_api: self.enable_admin_api,
             enable_lifecycle: self.enable_lifecycle,

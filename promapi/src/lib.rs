@@ -20,7 +20,8 @@
 //! Module map: [`params`] parses parameters, times and durations; [`selector`]
 //! turns `match[]` into matchers; [`format`] writes result JSON byte-exactly;
 //! [`response`] builds the envelope; [`backend`] is the server-side trait;
-//! `handlers` holds the endpoints.
+//! `handlers` holds the endpoints; [`webconfig`] is Prometheus'
+//! `--web.config.file` (TLS, headers, basic auth) for any Strata server.
 //!
 //! Limits: query evaluation runs on blocking threads, at most
 //! [`ApiOptions::max_concurrency`] at a time (further queries wait in a queue
@@ -36,6 +37,7 @@ mod handlers;
 pub mod params;
 pub mod response;
 pub mod selector;
+pub mod webconfig;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -47,7 +47,8 @@ pub use config::{Config, ConfigError, ScrapeConfig};
 pub use manager::{ApplyError, ScrapeManager};
 pub use relabel::{Action, RelabelConfig};
 pub use scrape_loop::{
-    is_stale_nan, stale_nan, LoopOptions, ScrapeLoop, ScrapeReport, STALE_NAN_BITS,
+    is_stale_nan, stale_nan, LoopOptions, MetricMetadata, ScrapeLoop, ScrapeReport, TargetMetadata,
+    STALE_NAN_BITS,
 };
 pub use storage::{AppendError, Appendable, ScrapeAppender};
 pub use target::Target;

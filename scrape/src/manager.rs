@@ -48,7 +48,7 @@ use crate::discovery::{FileDiscovery, TargetGroup};
 use crate::http::HttpClient;
 use crate::kubernetes::client::InCluster;
 use crate::kubernetes::KubernetesDiscovery;
-use crate::scrape_loop::{LoopOptions, LoopState, ScrapeLoop, Stop, TargetStatus};
+use crate::scrape_loop::{LoopOptions, LoopState, ScrapeLoop, Stop, TargetMetadata, TargetStatus};
 use crate::storage::Appendable;
 use crate::target::{targets_from_groups, Fnv64, Target};
 
@@ -365,6 +365,20 @@ impl ScrapeManager {
                 h.stop(Stop::Silent).await;
             }
         }
+    }
+
+    /// Every active target's metric metadata with its pool and labels, for
+    /// `/api/v1/metadata` and `/api/v1/targets/metadata`.
+    pub fn targets_metadata(&self) -> Vec<(String, Labels, Arc<TargetMetadata>)> {
+        let st = self.inner.state.lock();
+        let mut out = Vec::new();
+        for (job, pool) in &st.pools {
+            for h in pool.loops.values() {
+                let meta = h.status.lock().metadata.clone();
+                out.push((job.clone(), h.target.labels(), meta));
+            }
+        }
+        out
     }
 
     /// The `/api/v1/targets` snapshot: pools sorted by name, targets by URL.

@@ -17,7 +17,10 @@
 //!    gets the target's labels (`honor_labels: false`: target labels win and
 //!    clashing exposed labels are renamed `exported_<name>`; `true`: exposed
 //!    labels win), then `metric_relabel_configs`. Explicit timestamps are
-//!    kept only with `honor_timestamps: true`.
+//!    kept only with `honor_timestamps: true`. `# TYPE`, `# HELP` and
+//!    `# UNIT` lines update the target's [`TargetMetadata`] (kept 10
+//!    non-empty scrapes after a family disappears, as Prometheus' scrape
+//!    cache), published in [`TargetStatus::metadata`] for the metadata APIs.
 //! 3. Append every sample into ONE appender. Out-of-order, duplicate and
 //!    out-of-bounds samples (including samples more than 10 minutes in the
 //!    future) are counted and skipped. More samples than `sample_limit`
@@ -43,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use strata_tsdb::labels::{Label, Labels, METRIC_NAME};
-use strata_tsdb::textparse::{format_from_content_type, Entry, Parser};
+use strata_tsdb::textparse::{format_from_content_type, Entry, MetricType, Parser};
 use tokio::sync::watch;
 
 use crate::config::ScrapeConfig;
@@ -156,6 +159,133 @@ pub struct TargetStatus {
     /// When the latest scrape started.
     pub last_scrape: Option<SystemTime>,
     pub last_scrape_duration: Duration,
+    /// The target's metric metadata as of its latest scrape; shared, so
+    /// readers clone a pointer (it is replaced, never edited in place).
+    pub metadata: Arc<TargetMetadata>,
+}
+
+/// Most metric families whose metadata one target keeps; more are ignored.
+/// Bodies are already bounded by `body_size_limit`; this bounds targets
+/// without one.
+pub const MAX_METADATA_PER_TARGET: usize = 100_000;
+
+/// Scrapes a metadata entry outlives its family's last appearance
+/// (Prometheus keeps them 10 scrapes, so a flapping family keeps its help).
+const METADATA_KEEP_SCRAPES: u64 = 10;
+
+/// `# TYPE`, `# HELP` and `# UNIT` of one metric family as a target last
+/// exposed them (Prometheus' scrape-cache metadata).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricMetadata {
+    /// `unknown` until a `# TYPE` line says otherwise (text `untyped` is
+    /// `unknown` too).
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+    /// Metadata iteration this family was last seen in.
+    last_seen: u64,
+}
+
+/// The metadata of one target, keyed by metric family name. Each field is
+/// updated when a scrape exposes it (a family that drops its `# HELP` line
+/// keeps the old help, as in Prometheus); families not exposed for
+/// [`METADATA_KEEP_SCRAPES`] non-empty scrapes are forgotten, and all of it
+/// goes when the target goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetMetadata {
+    families: HashMap<String, MetricMetadata>,
+    /// Counts non-empty scrapes.
+    iter: u64,
+    /// Something visible changed since the last publication.
+    changed: bool,
+}
+
+impl TargetMetadata {
+    /// Families and their metadata, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &MetricMetadata)> {
+        self.families.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn get(&self, family: &str) -> Option<&MetricMetadata> {
+        self.families.get(family)
+    }
+
+    pub fn len(&self) -> usize {
+        self.families.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.families.is_empty()
+    }
+
+    fn entry(&mut self, family: &str) -> Option<&mut MetricMetadata> {
+        let iter = self.iter;
+        if !self.families.contains_key(family) {
+            if self.families.len() >= MAX_METADATA_PER_TARGET {
+                return None;
+            }
+            self.changed = true;
+            self.families.insert(
+                family.to_string(),
+                MetricMetadata {
+                    kind: MetricType::Unknown,
+                    help: String::new(),
+                    unit: String::new(),
+                    last_seen: iter,
+                },
+            );
+        }
+        let e = self.families.get_mut(family)?;
+        e.last_seen = iter;
+        Some(e)
+    }
+
+    /// Applies one metadata line of the body being parsed.
+    fn observe(&mut self, entry: &Entry<'_>) {
+        match entry {
+            Entry::Type { family, typ } => {
+                if let Some(e) = self.entry(family) {
+                    if e.kind != *typ {
+                        e.kind = *typ;
+                        self.changed = true;
+                    }
+                }
+            }
+            Entry::Help { family, help } => {
+                if let Some(e) = self.entry(family) {
+                    if e.help != **help {
+                        e.help = help.to_string();
+                        self.changed = true;
+                    }
+                }
+            }
+            Entry::Unit { family, unit } => {
+                if let Some(e) = self.entry(family) {
+                    if e.unit != *unit {
+                        e.unit = unit.to_string();
+                        self.changed = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a scrape; `non_empty`: the scrape returned a body (only those
+    /// age the entries, as in Prometheus).
+    fn scrape_done(&mut self, non_empty: bool) {
+        if !non_empty {
+            return;
+        }
+        let iter = self.iter;
+        let before = self.families.len();
+        self.families
+            .retain(|_, e| iter - e.last_seen <= METADATA_KEEP_SCRAPES);
+        if self.families.len() != before {
+            self.changed = true;
+        }
+        self.iter += 1;
+    }
 }
 
 /// What one scrape did.
@@ -207,6 +337,9 @@ pub struct LoopState {
     reported: bool,
     /// Timestamp of the last scrape, so end-of-run markers come after it.
     last_ts: Option<i64>,
+    /// Metric metadata; published to [`TargetStatus::metadata`] when it
+    /// changes. Survives config reloads with the rest of the state.
+    meta: TargetMetadata,
 }
 
 impl LoopState {
@@ -267,6 +400,7 @@ impl ScrapeLoop {
         if !previous.same_mutation(&self.opts) {
             state.cache.clear();
         }
+        self.status.lock().metadata = Arc::new(state.meta.clone());
         self.state = state;
         self
     }
@@ -329,8 +463,13 @@ impl ScrapeLoop {
             (state, report)
         })
         .await;
+        let mut published = None;
         let report = match joined {
-            Ok((state, report)) => {
+            Ok((mut state, report)) => {
+                if state.meta.changed {
+                    state.meta.changed = false;
+                    published = Some(Arc::new(state.meta.clone()));
+                }
                 self.state = state;
                 report
             }
@@ -351,6 +490,9 @@ impl ScrapeLoop {
         st.last_error = report.error.clone().unwrap_or_default();
         st.last_scrape = Some(wall);
         st.last_scrape_duration = report.duration;
+        if let Some(m) = published {
+            st.metadata = m;
+        }
         report
     }
 
@@ -606,7 +748,10 @@ fn append_body(
                 t_ms,
                 value,
             }) => (labels, t_ms, value),
-            Ok(_) => continue,
+            Ok(other) => {
+                st.meta.observe(&other);
+                continue;
+            }
             Err(e) => return Err(e.to_string()),
         };
         c.total += 1;
@@ -702,6 +847,9 @@ fn append_scrape(
         ),
         Err(e) => Err(e.clone()),
     };
+    // Metadata parsed before an error stays, as in Prometheus.
+    st.meta
+        .scrape_done(fetched.as_ref().is_ok_and(|b| !b.body.is_empty()));
     match &result {
         Ok(()) => {
             for ls in st.prev.difference(&cur) {
@@ -855,5 +1003,63 @@ mod tests {
             .contains("invalid metric name"));
         assert!(is_stale_nan(stale_nan()));
         assert!(!is_stale_nan(f64::NAN));
+    }
+
+    fn feed(m: &mut TargetMetadata, body: &str) {
+        use strata_tsdb::textparse::Format;
+        for e in Parser::new(body.as_bytes(), Format::PromText) {
+            m.observe(&e.expect("valid body"));
+        }
+        m.scrape_done(!body.is_empty());
+    }
+
+    #[test]
+    fn metadata_follows_prometheus_scrape_cache() {
+        let mut m = TargetMetadata::default();
+        feed(
+            &mut m,
+            "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n# HELP h Only help.\nh 1\n",
+        );
+        assert!(m.changed);
+        assert_eq!(m.len(), 2);
+        let a = m.get("a_total").expect("a_total");
+        assert_eq!((a.kind, a.help.as_str()), (MetricType::Counter, "A."));
+        assert_eq!(m.get("h").map(|h| h.kind), Some(MetricType::Unknown));
+        m.changed = false;
+        // Same metadata again: nothing to publish.
+        feed(
+            &mut m,
+            "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n# HELP h Only help.\nh 1\n",
+        );
+        assert!(!m.changed);
+        // The HELP line goes: the help stays (fields are set, not replaced).
+        feed(&mut m, "# TYPE a_total gauge\na_total 1\n");
+        assert!(m.changed);
+        let a = m.get("a_total").expect("a_total");
+        assert_eq!((a.kind, a.help.as_str()), (MetricType::Gauge, "A."));
+        // `h` is kept for 10 more non-empty scrapes, then forgotten; empty
+        // scrapes (failed ones) do not age it.
+        for _ in 0..20 {
+            feed(&mut m, "");
+        }
+        assert!(m.get("h").is_some());
+        for _ in 0..9 {
+            feed(&mut m, "# TYPE a_total gauge\na_total 1\n");
+        }
+        assert!(m.get("h").is_some());
+        feed(&mut m, "# TYPE a_total gauge\na_total 1\n");
+        assert!(m.get("h").is_none());
+        assert!(m.get("a_total").is_some());
+    }
+
+    #[test]
+    fn metadata_per_target_is_bounded() {
+        let mut m = TargetMetadata::default();
+        let mut body = String::new();
+        for i in 0..MAX_METADATA_PER_TARGET + 10 {
+            body.push_str(&format!("# TYPE m{i} gauge\n"));
+        }
+        feed(&mut m, &body);
+        assert_eq!(m.len(), MAX_METADATA_PER_TARGET);
     }
 }

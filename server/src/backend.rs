@@ -184,6 +184,13 @@ impl Backend for TsdbBackend {
         Ok(v)
     }
 
+    fn metadata(
+        &self,
+        _ctx: &RequestContext,
+    ) -> Result<BTreeMap<String, Vec<strata_promapi::MetricMetadata>>, ApiError> {
+        Ok(crate::metadata::merged(&self.0))
+    }
+
     fn ready(&self) -> bool {
         self.0.ready.load(Ordering::Acquire)
     }

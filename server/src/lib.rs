@@ -18,8 +18,13 @@
 //! Module map: [`options`] holds [`ServerOptions`] (Prometheus' flag names);
 //! `backend` implements `strata_promql::Queryable` and
 //! `strata_promapi::Backend` over the `Db`; `remote` serves remote write and
-//! remote read; `web` serves federation, lifecycle, admin and `/metrics`;
-//! `metrics` holds the server's own counters.
+//! remote read; `web` serves federation, lifecycle, admin, `/metrics` and
+//! `/api/v1/targets/metadata`; `metadata` merges scraped and remote-written
+//! metric metadata; `metrics` holds the server's own counters.
+//!
+//! `--web.config.file` (TLS, headers, basic auth) is
+//! `strata_promapi::webconfig`: its middleware wraps the whole router and,
+//! with TLS, its `TlsListener` replaces the plain TCP listener.
 //!
 //! Life cycle ([`Server::start`] / [`Server::shutdown`], or [`run`] which
 //! adds signal handling): open the `Db` (WAL replay), load the scrape config,
@@ -29,6 +34,7 @@
 //! WAL is replayed on the next start, as Prometheus does.
 
 mod backend;
+mod metadata;
 mod metrics;
 pub mod options;
 mod remote;
@@ -42,6 +48,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::serve::ListenerExt;
 use parking_lot::RwLock;
+use strata_promapi::webconfig::{TlsListener, WebConfigFile};
 use strata_scrape::config::Config;
 use strata_scrape::manager::ScrapeManager;
 use strata_tsdb::db::{Db, DbOptions};
@@ -63,6 +70,8 @@ pub enum Error {
     },
     #[error("loading config: {0}")]
     Config(String),
+    #[error("--web.config.file: {0}")]
+    WebConfig(strata_promapi::webconfig::WebConfigError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: String,
@@ -87,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) last_config_time: RwLock<SystemTime>,
     pub(crate) ready: AtomicBool,
     pub(crate) metrics: metrics::Metrics,
+    /// Metric metadata received by remote write (`metadata`).
+    pub(crate) remote_metadata: metadata::RemoteMetadata,
     /// Wakes the compaction task early (the head became compactable).
     pub(crate) compact_now: Notify,
     /// Set to true to stop the server (signals, `/-/quit`).
@@ -156,6 +167,17 @@ impl Server {
     /// and HTTP. Returns once the listener is bound.
     pub async fn start(opts: ServerOptions) -> Result<Server, Error> {
         opts.validate().map_err(Error::Options)?;
+        // Checked before the storage opens (WAL replay can take long), so a
+        // bad web config fails fast.
+        let web_config = match opts.web_config_file.clone() {
+            None => None,
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || WebConfigFile::open(p))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .map_err(Error::WebConfig)?,
+            ),
+        };
         let db_opts = DbOptions {
             retention_time: opts.retention_time.map(|d| d.as_millis() as i64),
             retention_size: opts.retention_size,
@@ -183,6 +205,7 @@ impl Server {
         );
         let db = Arc::new(db);
         let cfg = load_config(&opts).await?;
+        let tls = web_config.as_ref().is_some_and(|w| w.tls_enabled());
         let scrape = ScrapeManager::new(db.clone());
         let listener = tokio::net::TcpListener::bind(&opts.listen_address)
             .await
@@ -197,7 +220,7 @@ impl Server {
         scrape.set_global_url_options(strata_scrape::api::GlobalUrlOptions {
             listen_address: addr.to_string(),
             host: addr.to_string(),
-            scheme: "http".to_string(),
+            scheme: if tls { "https" } else { "http" }.to_string(),
         });
         scrape
             .apply_config(cfg.clone())
@@ -213,20 +236,45 @@ impl Server {
             last_config_time: RwLock::new(SystemTime::now()),
             ready: AtomicBool::new(false),
             metrics: metrics::Metrics::default(),
+            remote_metadata: metadata::RemoteMetadata::default(),
             compact_now: Notify::new(),
             quit,
         });
-        let app = web::app(shared.clone());
+        let mut app = web::app(shared.clone());
+        if let Some(w) = &web_config {
+            // Outermost: headers and basic auth cover every route.
+            app = app.layer(axum::middleware::from_fn_with_state(
+                w.clone(),
+                strata_promapi::webconfig::middleware,
+            ));
+        }
         let mut stop_http = quit_rx.clone();
-        let http = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener.tap_io(no_delay), app).with_graceful_shutdown(async move {
-                    let _ = stop_http.wait_for(|q| *q).await;
-                });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
+        let stopped = async move {
+            let _ = stop_http.wait_for(|q| *q).await;
+        };
+        let http = match web_config.filter(|w| w.tls_enabled()) {
+            Some(w) => {
+                let listener =
+                    TlsListener::new(listener, w, no_delay).map_err(|source| Error::Listen {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+                tracing::info!(%addr, "TLS is enabled");
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "HTTPS server failed");
+                    }
+                })
             }
-        });
+            None => tokio::spawn(async move {
+                let serve =
+                    axum::serve(listener.tap_io(no_delay), app).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }),
+        };
         let compactor = tokio::spawn(compaction_loop(shared.clone(), quit_rx.clone()));
         shared.ready.store(true, Ordering::Release);
         tracing::info!(%addr, "server is ready to receive web requests");

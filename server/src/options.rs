@@ -28,6 +28,9 @@ pub struct ServerOptions {
     pub max_block_duration: Duration,
     /// `--web.listen-address`.
     pub listen_address: String,
+    /// `--web.config.file`: TLS, headers and basic auth
+    /// (`strata_promapi::webconfig`); `None`: plain HTTP, no auth.
+    pub web_config_file: Option<PathBuf>,
     /// `--web.enable-remote-write-receiver`.
     pub enable_remote_write_receiver: bool,
     /// `--web.enable-admin-api`.
@@ -67,6 +70,7 @@ impl Default for ServerOptions {
             min_block_duration: TWO_HOURS,
             max_block_duration: TWO_HOURS,
             listen_address: "0.0.0.0:9090".to_string(),
+            web_config_file: None,
             enable_remote_write_receiver: false,
             enable_admin_api: false,
             enable_lifecycle: false,
@@ -140,6 +144,13 @@ impl ServerOptions {
             format_duration(self.max_block_duration),
         );
         put("web.listen-address", self.listen_address.clone());
+        put(
+            "web.config.file",
+            self.web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        );
         put(
             "web.enable-remote-write-receiver",
             self.enable_remote_write_receiver.to_string(),

@@ -116,6 +116,15 @@ pub(crate) async fn write(shared: Arc<Shared>, body: Body) -> Response {
             return text(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
+    if !req.metadata.is_empty() {
+        let dropped = shared.remote_metadata.record(&req.metadata);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "remote write: metadata store full; entries dropped"
+            );
+        }
+    }
     let sh = shared.clone();
     let outcome = tokio::task::spawn_blocking(move || append(&sh, req))
         .await

@@ -51,6 +51,10 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
     let mut r = Router::new()
         .route("/api/v1/read", post(read))
         .route("/federate", get(federate))
+        .route(
+            "/api/v1/targets/metadata",
+            get(targets_metadata).post(targets_metadata),
+        )
         .route("/metrics", get(metrics))
         .route("/-/reload", post(reload).put(reload))
         .route("/-/quit", post(quit).put(quit))
@@ -80,6 +84,7 @@ fn handler_label(path: &str) -> &'static str {
         "/api/v1/labels",
         "/api/v1/metadata",
         "/api/v1/targets",
+        "/api/v1/targets/metadata",
         "/api/v1/write",
         "/api/v1/read",
         "/api/v1/status/config",
@@ -262,6 +267,81 @@ async fn federate(State(shared): St, uri: Uri) -> Response {
             .into_response(),
         Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
+}
+
+/// `/api/v1/targets/metadata` as Prometheus 2.42: `match_target` selects
+/// targets by their labels, `metric` one family (then entries carry no
+/// `metric` field), `limit` stops adding targets once that many entries
+/// are listed. Targets in pool, then label order; families by name.
+async fn targets_metadata(State(shared): St, uri: Uri, body: Body) -> Response {
+    let p = params(&uri, body).await;
+    let limit = match p.get("limit") {
+        None | Some("") => -1,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) => n,
+            Err(_) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_data",
+                    "limit must be a number",
+                )
+            }
+        },
+    };
+    let sets = match p.get("match_target") {
+        None | Some("") => None,
+        Some(v) => match strata_promapi::parse_series_selector(v, &engine_options(&shared.opts)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_data",
+                    &format!("invalid parameter \"match_target\": {e}"),
+                )
+            }
+        },
+    };
+    let metric = p.get("metric").unwrap_or("").to_string();
+    let mut targets = shared.scrape.targets_metadata();
+    targets.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let mut out = Vec::new();
+    for (_, labels, meta) in targets {
+        if limit >= 0 && out.len() as i64 >= limit {
+            break;
+        }
+        if let Some(sets) = &sets {
+            let ok = sets.iter().any(|set| {
+                set.iter()
+                    .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+            });
+            if !ok {
+                continue;
+            }
+        }
+        let target: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string().into()))
+            .collect();
+        let entry = |family: Option<&str>, m: &strata_scrape::MetricMetadata| {
+            let mut o = serde_json::Map::new();
+            o.insert("target".into(), target.clone().into());
+            if let Some(f) = family {
+                o.insert("metric".into(), f.into());
+            }
+            o.insert("type".into(), m.kind.as_str().into());
+            o.insert("help".into(), m.help.clone().into());
+            o.insert("unit".into(), m.unit.clone().into());
+            serde_json::Value::Object(o)
+        };
+        if metric.is_empty() {
+            let mut fams: Vec<_> = meta.iter().collect();
+            fams.sort_by(|a, b| a.0.cmp(b.0));
+            out.extend(fams.into_iter().map(|(f, m)| entry(Some(f), m)));
+        } else if let Some(m) = meta.get(&metric) {
+            out.push(entry(None, m));
+        }
+    }
+    api_success(serde_json::Value::Array(out))
 }
 
 /// Prometheus' staleness marker.

@@ -4,5 +4,7 @@
 
 mod common;
 mod interop;
+mod metadata;
 mod remote;
 mod web;
+mod webconfig;

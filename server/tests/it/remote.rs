@@ -107,8 +107,17 @@ async fn remote_read_samples_and_streamed_chunks() {
     std::fs::write(&cfg, "global:\n  external_labels:\n    cluster: c1\n").expect("write config");
     let s = TestServer::start(|o| o.config_file = Some(cfg.clone())).await;
 
-    let t0 = now_ms() / 1000 * 1000 - 3_600_000;
-    // 300 samples per series: more than one chunk (chunks cut at 120).
+    // 300 samples per series, 50 minutes: more than one chunk (chunks cut at
+    // 120). They must sit inside one 2 h chunk range: a range boundary in the
+    // middle changes where the head cuts chunks, so t0 depends on the clock.
+    const RANGE: i64 = 7_200_000;
+    let now = now_ms() / 1000 * 1000;
+    let range_start = now / RANGE * RANGE;
+    let t0 = if now - range_start >= 3_600_000 {
+        range_start
+    } else {
+        range_start - RANGE + 600_000
+    };
     let written: Vec<(i64, f64)> = (0..300)
         .map(|i| (t0 + i * 10_000, i as f64 * 1.5))
         .collect();
