@@ -18,13 +18,20 @@
 //!   than `\n`, `\r`, `\t` become `\u00xx`. Clients decode either form, but the
 //!   bytes then match Prometheus exactly.
 //!
+//! * Native histograms are objects `{"count":"…","sum":"…","buckets":[…]}`
+//!   whose buckets (only populated ones, most negative first) are
+//!   `[boundary rule, "lower", "upper", "count"]`, the rule being 0 for
+//!   `(l,u]`, 1 for `[l,u)`, 2 for `(l,u)` and 3 for `[l,u]`. A vector sample
+//!   holding one has `"histogram"` instead of `"value"`; a matrix series has
+//!   `"histograms"` beside (or instead of) `"values"`.
+//!
 //! Everything that is not a query result goes through `serde_json` with
 //! [`GoFormatter`], which applies the same string escaping.
 
 use std::fmt::Write as _;
 use std::io;
 
-use strata_promql::{Sample, Series, Value};
+use strata_promql::{FloatHistogram, Sample, Series, Value};
 use strata_tsdb::labels::Labels;
 
 /// Appends a millisecond timestamp as Prometheus' `MarshalTimestamp` does.
@@ -154,11 +161,59 @@ fn write_point(out: &mut String, t: i64, f: f64) {
     out.push_str("\"]");
 }
 
+/// Appends a native histogram as Prometheus' `marshalHistogram` does.
+fn write_histogram(out: &mut String, h: &FloatHistogram) {
+    out.push_str("{\"count\":\"");
+    out.push_str(&format_sample_value(h.count));
+    out.push_str("\",\"sum\":\"");
+    out.push_str(&format_sample_value(h.sum));
+    out.push('"');
+    let mut first = true;
+    for b in h.all_buckets().iter().filter(|b| b.count != 0.0) {
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (true, true) => 3,
+            (true, false) => 1,
+            (false, true) => 0,
+            (false, false) => 2,
+        };
+        let _ = write!(
+            out,
+            "[{rule},\"{}\",\"{}\",\"{}\"]",
+            format_sample_value(b.lower),
+            format_sample_value(b.upper),
+            format_sample_value(b.count)
+        );
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push('}');
+}
+
+/// Appends `[<ts>,{histogram}]`.
+fn write_hpoint(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push(',');
+    write_histogram(out, h);
+    out.push(']');
+}
+
 fn write_sample(out: &mut String, s: &Sample) {
     out.push_str("{\"metric\":");
     write_labels(out, &s.metric);
-    out.push_str(",\"value\":");
-    write_point(out, s.t, s.f);
+    match &s.h {
+        Some(h) => {
+            out.push_str(",\"histogram\":");
+            write_hpoint(out, s.t, h);
+        }
+        None => {
+            out.push_str(",\"value\":");
+            write_point(out, s.t, s.f);
+        }
+    }
     out.push('}');
 }
 
@@ -173,6 +228,16 @@ fn write_series(out: &mut String, s: &Series) {
                 out.push(',');
             }
             write_point(out, t, f);
+        }
+        out.push(']');
+    }
+    if !s.histograms.is_empty() {
+        out.push_str(",\"histograms\":[");
+        for (i, (t, h)) in s.histograms.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_hpoint(out, *t, h);
         }
         out.push(']');
     }
@@ -398,6 +463,7 @@ mod tests {
             metric: l.clone(),
             t: 1_700_000_010_000,
             f: 1.0,
+            h: None,
         }]);
         assert_eq!(
             query_data_json(&v),
@@ -407,10 +473,12 @@ mod tests {
             Series {
                 metric: l,
                 floats: vec![(1_700_000_010_500, f64::NAN), (1_700_000_030_500, 2.0)],
+                histograms: Vec::new(),
             },
             Series {
                 metric: Labels::empty(),
                 floats: vec![],
+                histograms: Vec::new(),
             },
         ]);
         assert_eq!(
@@ -428,6 +496,48 @@ mod tests {
         assert_eq!(
             query_data_json(&Value::Vector(vec![])),
             r#"{"resultType":"vector","result":[]}"#
+        );
+    }
+
+    #[test]
+    fn native_histograms() {
+        use strata_promql::histogram::Span;
+        let h = FloatHistogram {
+            count: 4.0,
+            sum: 5.5,
+            zero_threshold: 0.001,
+            zero_count: 1.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![2.0, 0.0],
+            negative_spans: vec![Span {
+                offset: 1,
+                length: 1,
+            }],
+            negative_buckets: vec![1.0],
+            ..Default::default()
+        };
+        let l = Labels::from_pairs([("__name__", "h")]);
+        let v = Value::Vector(vec![Sample {
+            metric: l.clone(),
+            t: 1_000,
+            f: 0.0,
+            h: Some(h.clone()),
+        }]);
+        assert_eq!(
+            query_data_json(&v),
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"h"},"histogram":[1,{"count":"4","sum":"5.5","buckets":[[1,"-2","-1","1"],[3,"-0.001","0.001","1"],[0,"0.5","1","2"]]}]}]}"#
+        );
+        let m = Value::Matrix(vec![Series {
+            metric: l,
+            floats: vec![(0, 1.0)],
+            histograms: vec![(2_000, FloatHistogram::default())],
+        }]);
+        assert_eq!(
+            query_data_json(&m),
+            r#"{"resultType":"matrix","result":[{"metric":{"__name__":"h"},"values":[[0,"1"]],"histograms":[[2,{"count":"0","sum":"0"}]]}]}"#
         );
     }
 }

@@ -8,15 +8,18 @@ use std::sync::Arc;
 
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 
+use crate::annotations::Annotations;
 use crate::ast::{AggNode, AggOp, Kind, Node};
+use crate::engine::Point;
 use crate::engine::{exec_err, Evaluator, QueryError};
+use crate::histogram::{CounterResetHint, FloatHistogram, HistSum};
 use crate::lex::go_quote_bytes;
 use crate::quantile::quantile;
 use crate::util::{
     contains, filter_labels, fmt_float_plain, fmt_g, go_max, go_min, kahan_inc, labels_hash,
     set_label, signature_into, valid_label_name,
 };
-use crate::value::{total_points, ESample, ESeries, Mat, Metric};
+use crate::value::{total_points, ESample, ESeries, Hist, Mat, Metric};
 
 /// Largest and smallest float that convert to an int64 without overflow,
 /// as Prometheus checks them.
@@ -69,6 +72,14 @@ struct Group {
     incremental: bool,
     heap: Vec<f64>,
     drop_name: bool,
+    /// Native histogram sum (sum/avg).
+    hval: Option<HistSum>,
+    has_float: bool,
+    has_hist: bool,
+    /// A histogram could not be added (exponential with custom buckets).
+    incompatible: bool,
+    reset_seen: bool,
+    not_reset_seen: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -227,10 +238,14 @@ impl Evaluator<'_> {
         }
         let without = a.without;
         let mut buf = Vec::new();
-        self.range_eval(&[&a.expr], None, |_, v, _, out| {
+        self.range_eval_h(&[&a.expr], None, true, |_, v, _, out| {
             let mut idx: HashMap<Vec<u8>, usize> = HashMap::new();
             for s in &v[0] {
-                let m = set_label(&s.metric, &label, &fmt_float_plain(s.f));
+                let value = match &s.h {
+                    Some(h) => h.go_string(),
+                    None => fmt_float_plain(s.f),
+                };
+                let m = set_label(&s.metric, &label, &value);
                 grouping_key(&mut buf, &m, &grouping, without);
                 match idx.get(&buf) {
                     Some(&i) => out[i].f += 1.0,
@@ -271,6 +286,7 @@ impl Evaluator<'_> {
                     group_of.insert(buf.clone(), g);
                     if !is_k {
                         result.push(ESeries {
+                            hists: Vec::new(),
                             metric: Arc::new(grouping_labels(&s.metric, &a.grouping, a.without)),
                             points: Vec::new(),
                             drop_name: false,
@@ -357,7 +373,9 @@ impl Evaluator<'_> {
         }
 
         let temp = self.cur_samples;
-        let mut cursors = vec![0usize; input.len()];
+        let mut cursors = vec![(0usize, 0usize); input.len()];
+        let expr_pos = a.expr.pos;
+        let mut annos = std::mem::take(&mut self.annos);
         let mut groups: Vec<Group> = vec![Group::default(); ngroups];
         let mut heaps: Vec<Vec<ESample>> = vec![Vec::new(); if is_k { ngroups } else { 0 }];
         let mut k_out: Mat = Vec::new();
@@ -374,7 +392,7 @@ impl Evaluator<'_> {
                 for h in heaps.iter_mut() {
                     h.clear();
                 }
-                if !self.agg_k_step(
+                if !agg_k_step(
                     op,
                     param,
                     &input,
@@ -383,6 +401,7 @@ impl Evaluator<'_> {
                     &mut groups,
                     &mut heaps,
                     ts,
+                    (&mut annos, expr_pos),
                 ) {
                     continue;
                 }
@@ -396,24 +415,22 @@ impl Evaluator<'_> {
                         _ => {}
                     }
                     for s in h.iter() {
-                        if instant {
-                            k_out.push(ESeries {
-                                metric: s.metric.clone(),
-                                points: vec![(ts, s.f)],
-                                drop_name: s.drop_name,
-                            });
-                        } else {
-                            match k_index.get(&s.metric) {
-                                Some(&i) => k_out[i].points.push((ts, s.f)),
-                                None => {
-                                    k_index.insert(s.metric.clone(), k_out.len());
-                                    k_out.push(ESeries {
-                                        metric: s.metric.clone(),
-                                        points: vec![(ts, s.f)],
-                                        drop_name: s.drop_name,
-                                    });
-                                }
+                        let i = match k_index.get(&s.metric) {
+                            Some(&i) if !instant => i,
+                            _ => {
+                                k_index.insert(s.metric.clone(), k_out.len());
+                                k_out.push(ESeries {
+                                    hists: Vec::new(),
+                                    metric: s.metric.clone(),
+                                    points: Vec::new(),
+                                    drop_name: s.drop_name,
+                                });
+                                k_out.len() - 1
                             }
+                        };
+                        match &s.h {
+                            Some(hh) => k_out[i].hists.push((ts, hh.clone())),
+                            None => k_out[i].points.push((ts, s.f)),
                         }
                     }
                 }
@@ -426,130 +443,249 @@ impl Evaluator<'_> {
                     &series_group,
                     &mut groups,
                     ts,
+                    (&mut annos, expr_pos),
                 );
-                for (gi, g) in groups.iter().enumerate() {
+                for (gi, g) in groups.iter_mut().enumerate() {
                     if !g.seen {
                         continue;
                     }
-                    let v = finish(op, param, g);
-                    result[gi].points.push((ts, v));
+                    match finish(op, param, g, (&mut annos, expr_pos)) {
+                        Some(Point::F(v)) => result[gi].points.push((ts, v)),
+                        Some(Point::H(h)) => {
+                            self.cur_samples += crate::value::hist_size(&h);
+                            result[gi].hists.push((ts, h));
+                        }
+                        None => continue,
+                    }
                     result[gi].drop_name = g.drop_name;
                 }
             }
-            self.check_samples()?;
+            if let Err(e) = self.check_samples() {
+                self.annos.merge(annos);
+                return Err(e);
+            }
         }
+        self.annos.merge(annos);
         if is_k {
             return Ok(k_out);
         }
-        result.retain(|s| !s.points.is_empty());
+        result.retain(|s| !s.points.is_empty() || !s.hists.is_empty());
         Ok(result)
     }
+}
 
-    /// One step of topk/bottomk/limitk/limit_ratio. Returns false when the
-    /// step produces nothing (k < 1 or ratio 0).
-    #[allow(clippy::too_many_arguments)]
-    fn agg_k_step(
-        &mut self,
-        op: AggOp,
-        param: f64,
-        input: &Mat,
-        cursors: &mut [usize],
-        series_group: &[usize],
-        groups: &mut [Group],
-        heaps: &mut [Vec<ESample>],
-        ts: i64,
-    ) -> bool {
-        let k = (param as i64).min(input.len() as i64);
-        let ratio = param.clamp(-1.0, 1.0);
-        for (si, s) in input.iter().enumerate() {
-            let Some(f) = value_at(s, &mut cursors[si], ts) else {
-                continue;
-            };
-            match op {
-                AggOp::Topk | AggOp::Bottomk | AggOp::Limitk if k < 1 => return false,
-                AggOp::LimitRatio if param == 0.0 => return false,
-                _ => {}
+/// One step of topk/bottomk/limitk/limit_ratio. Returns false when the
+/// step produces nothing (k < 1 or ratio 0). topk/bottomk ignore histograms
+/// (with an info); limitk/limit_ratio pass them through.
+#[allow(clippy::too_many_arguments)]
+fn agg_k_step(
+    op: AggOp,
+    param: f64,
+    input: &Mat,
+    cursors: &mut [(usize, usize)],
+    series_group: &[usize],
+    groups: &mut [Group],
+    heaps: &mut [Vec<ESample>],
+    ts: i64,
+    (annos, pos): (&mut Annotations, usize),
+) -> bool {
+    let k = (param as i64).min(input.len() as i64);
+    let ratio = param.clamp(-1.0, 1.0);
+    for (si, s) in input.iter().enumerate() {
+        let Some((f, h)) = value_at(s, &mut cursors[si], ts) else {
+            continue;
+        };
+        match op {
+            AggOp::Topk | AggOp::Bottomk | AggOp::Limitk if k < 1 => return false,
+            AggOp::LimitRatio if param == 0.0 => return false,
+            _ => {}
+        }
+        if h.is_some() && matches!(op, AggOp::Topk | AggOp::Bottomk) {
+            annos.info(
+                format!("ignored histogram in {} aggregation", op.name()),
+                pos,
+            );
+            continue;
+        }
+        let sample = ESample {
+            h,
+            metric: s.metric.clone(),
+            t: ts,
+            f,
+            drop_name: s.drop_name,
+        };
+        let gi = series_group[si];
+        let g = &mut groups[gi];
+        let h = &mut heaps[gi];
+        g.seen = true;
+        match op {
+            AggOp::Topk => {
+                if (h.len() as i64) < k {
+                    heap_push(h, sample, &by_value);
+                } else if h[0].f < f || (h[0].f.is_nan() && !f.is_nan()) {
+                    h[0] = sample;
+                    if k > 1 {
+                        heap_fix0(h, &by_value);
+                    }
+                }
             }
-            let sample = ESample {
-                metric: s.metric.clone(),
-                t: ts,
-                f,
-                drop_name: s.drop_name,
-            };
-            let gi = series_group[si];
-            let g = &mut groups[gi];
-            let h = &mut heaps[gi];
-            g.seen = true;
-            match op {
-                AggOp::Topk => {
-                    if (h.len() as i64) < k {
-                        heap_push(h, sample, &by_value);
-                    } else if h[0].f < f || (h[0].f.is_nan() && !f.is_nan()) {
-                        h[0] = sample;
-                        if k > 1 {
-                            heap_fix0(h, &by_value);
-                        }
+            AggOp::Bottomk => {
+                if (h.len() as i64) < k {
+                    heap_push(h, sample, &by_reverse_value);
+                } else if h[0].f > f || (h[0].f.is_nan() && !f.is_nan()) {
+                    h[0] = sample;
+                    if k > 1 {
+                        heap_fix0(h, &by_reverse_value);
                     }
                 }
-                AggOp::Bottomk => {
-                    if (h.len() as i64) < k {
-                        heap_push(h, sample, &by_reverse_value);
-                    } else if h[0].f > f || (h[0].f.is_nan() && !f.is_nan()) {
-                        h[0] = sample;
-                        if k > 1 {
-                            heap_fix0(h, &by_reverse_value);
-                        }
-                    }
+            }
+            AggOp::Limitk => {
+                if h.is_empty() {
+                    h.push(sample);
+                } else if (h.len() as i64) < k {
+                    heap_push(h, sample, &by_value);
                 }
-                AggOp::Limitk => {
-                    if h.is_empty() {
-                        h.push(sample);
-                    } else if (h.len() as i64) < k {
-                        heap_push(h, sample, &by_value);
-                    }
-                }
-                _ => {
-                    let offset = labels_hash(&sample.metric) as f64 / u64::MAX as f64;
-                    let keep =
-                        (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio);
-                    if keep {
-                        heap_push(h, sample, &by_value);
-                    }
+            }
+            _ => {
+                let offset = labels_hash(&sample.metric) as f64 / u64::MAX as f64;
+                let keep =
+                    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio);
+                if keep {
+                    heap_push(h, sample, &by_value);
                 }
             }
         }
-        true
+    }
+    true
+}
+
+/// The value of a series at step `ts` (a float, or a histogram with the
+/// float unused), advancing its cursors.
+fn value_at(s: &ESeries, c: &mut (usize, usize), ts: i64) -> Option<(f64, Option<Hist>)> {
+    while c.0 < s.points.len() && s.points[c.0].0 < ts {
+        c.0 += 1;
+    }
+    if c.0 < s.points.len() && s.points[c.0].0 == ts {
+        let v = s.points[c.0].1;
+        c.0 += 1;
+        return Some((v, None));
+    }
+    while c.1 < s.hists.len() && s.hists[c.1].0 < ts {
+        c.1 += 1;
+    }
+    if c.1 < s.hists.len() && s.hists[c.1].0 == ts {
+        let h = s.hists[c.1].1.clone();
+        c.1 += 1;
+        return Some((0.0, Some(h)));
+    }
+    None
+}
+
+fn track_reset(g: &mut Group, h: &FloatHistogram) {
+    match h.counter_reset_hint {
+        CounterResetHint::Reset => g.reset_seen = true,
+        CounterResetHint::NotReset => g.not_reset_seen = true,
+        _ => {}
     }
 }
 
-/// The value of a series at step `ts`, advancing its cursor.
-fn value_at(s: &ESeries, c: &mut usize, ts: i64) -> Option<f64> {
-    while *c < s.points.len() && s.points[*c].0 < ts {
-        *c += 1;
-    }
-    if *c < s.points.len() && s.points[*c].0 == ts {
-        let v = s.points[*c].1;
-        *c += 1;
-        Some(v)
-    } else {
-        None
+/// Adds a histogram into a group's running sum; false when incompatible.
+fn add_hist(
+    g: &mut Group,
+    h: &FloatHistogram,
+    annos: &mut Annotations,
+    pos: usize,
+    s: &ESeries,
+    avg: bool,
+) {
+    let Some(acc) = g.hval.as_mut() else {
+        g.hval = Some(HistSum::new(h));
+        return;
+    };
+    let was = acc.reconciled;
+    match acc.add(h, avg).map(|_| (false, acc.reconciled && !was)) {
+        Err(_) => {
+            annos.warn(
+                format!(
+                    "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
+                    s.metric.metric_name()
+                ),
+                pos,
+            );
+            g.incompatible = true;
+        }
+        Ok((_, true)) => annos.info(
+            "mismatched custom buckets were reconciled during aggregation",
+            pos,
+        ),
+        Ok(_) => {}
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn agg_step(
     op: AggOp,
     _param: f64,
     input: &Mat,
-    cursors: &mut [usize],
+    cursors: &mut [(usize, usize)],
     series_group: &[usize],
     groups: &mut [Group],
     ts: i64,
+    (annos, pos): (&mut Annotations, usize),
 ) {
     for (si, s) in input.iter().enumerate() {
-        let Some(f) = value_at(s, &mut cursors[si], ts) else {
+        let Some((f, h)) = value_at(s, &mut cursors[si], ts) else {
             continue;
         };
         let g = &mut groups[series_group[si]];
+        if let Some(h) = &h {
+            let ignored = matches!(
+                op,
+                AggOp::Stddev | AggOp::Stdvar | AggOp::Quantile | AggOp::Min | AggOp::Max
+            );
+            if ignored {
+                annos.info(
+                    format!("ignored histogram in {} aggregation", op.name()),
+                    pos,
+                );
+                continue;
+            }
+            if !g.seen {
+                *g = Group {
+                    seen: true,
+                    count: 1.0,
+                    heap: std::mem::take(&mut g.heap),
+                    drop_name: s.drop_name,
+                    value: if op == AggOp::Group { 1.0 } else { 0.0 },
+                    ..Group::default()
+                };
+                if matches!(op, AggOp::Sum | AggOp::Avg) {
+                    g.has_hist = true;
+                    track_reset(g, h);
+                    g.hval = Some(HistSum::new(h));
+                }
+                continue;
+            }
+            if g.incompatible {
+                continue;
+            }
+            if s.drop_name {
+                g.drop_name = true;
+            }
+            match op {
+                AggOp::Sum | AggOp::Avg => {
+                    if op == AggOp::Avg {
+                        g.count += 1.0;
+                    }
+                    g.has_hist = true;
+                    track_reset(g, h);
+                    add_hist(g, h, annos, pos, s, op == AggOp::Avg);
+                }
+                AggOp::Count => g.count += 1.0,
+                _ => {}
+            }
+            continue;
+        }
         if !g.seen {
             *g = Group {
                 seen: true,
@@ -560,6 +696,8 @@ fn agg_step(
                 incremental: false,
                 heap: std::mem::take(&mut g.heap),
                 drop_name: s.drop_name,
+                has_float: true,
+                ..Group::default()
             };
             match op {
                 AggOp::Stddev | AggOp::Stdvar => {
@@ -578,9 +716,13 @@ fn agg_step(
             }
             continue;
         }
+        if g.incompatible {
+            continue;
+        }
         if s.drop_name {
             g.drop_name = true;
         }
+        g.has_float = true;
         match op {
             AggOp::Sum => (g.value, g.comp) = kahan_inc(f, g.value, g.comp),
             AggOp::Avg => {
@@ -616,7 +758,42 @@ fn agg_step(
     }
 }
 
-fn finish(op: AggOp, param: f64, g: &Group) -> f64 {
+fn finish(
+    op: AggOp,
+    param: f64,
+    g: &mut Group,
+    (annos, pos): (&mut Annotations, usize),
+) -> Option<Point> {
+    if matches!(op, AggOp::Sum | AggOp::Avg) && g.has_hist {
+        if g.has_float {
+            annos.warn(
+                "encountered a mix of histograms and floats for aggregation",
+                pos,
+            );
+            return None;
+        }
+        if g.reset_seen && g.not_reset_seen {
+            annos.warn(
+                "conflicting counter resets during histogram aggregation",
+                pos,
+            );
+        }
+        if g.incompatible {
+            return None;
+        }
+        let acc = g.hval.take()?;
+        let mut h = if op == AggOp::Avg {
+            acc.avg()
+        } else {
+            acc.sum()
+        };
+        h.compact(0);
+        return Some(Point::H(Arc::new(h)));
+    }
+    Some(Point::F(finish_f(op, param, g)))
+}
+
+fn finish_f(op: AggOp, param: f64, g: &Group) -> f64 {
     match op {
         AggOp::Sum => g.value + g.comp,
         AggOp::Avg => {

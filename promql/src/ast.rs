@@ -74,6 +74,22 @@ pub(crate) struct Selector {
     pub at: Option<AtTime>,
     /// Index into the series the engine selected before evaluation.
     pub id: usize,
+    /// Experimental `anchored`/`smoothed` range modifier.
+    pub ext: RangeExt,
+}
+
+/// The experimental modifiers of a range selector (`x[5m] anchored`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum RangeExt {
+    #[default]
+    None,
+    /// The window also takes the last sample before it (within the lookback).
+    Anchored,
+    /// Like anchored, plus the first sample after it; boundary values interpolated.
+    Smoothed,
+    /// `metric smoothed`: an instant selector interpolating between the
+    /// samples around each step.
+    SmoothedInstant,
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +105,8 @@ pub(crate) struct Subquery {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Func {
     Abs,
+    /// `info(v, {data labels})`: adds labels of info series (experimental).
+    Info,
     Absent,
     AbsentOverTime,
     Acos,
@@ -180,6 +198,7 @@ impl Func {
         use Func::*;
         Some(match name {
             "abs" => Abs,
+            "info" => Info,
             "absent" => Absent,
             "absent_over_time" => AbsentOverTime,
             "acos" => Acos,
@@ -367,6 +386,10 @@ pub(crate) enum BinOp {
     And,
     Or,
     Unless,
+    /// `</`: trims the upper part, keeping observations below the right-hand value.
+    TrimUpper,
+    /// `>/`: trims the lower part, keeping observations above the right-hand value.
+    TrimLower,
 }
 
 impl BinOp {
@@ -390,6 +413,30 @@ impl BinOp {
             token::T_LUNLESS => BinOp::Unless,
             _ => return None,
         })
+    }
+
+    /// The operator as written in PromQL.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Mod => "%",
+            BinOp::Pow => "^",
+            BinOp::Atan2 => "atan2",
+            BinOp::Eql => "==",
+            BinOp::Neq => "!=",
+            BinOp::Gtr => ">",
+            BinOp::Lss => "<",
+            BinOp::Gte => ">=",
+            BinOp::Lte => "<=",
+            BinOp::And => "and",
+            BinOp::Or => "or",
+            BinOp::Unless => "unless",
+            BinOp::TrimUpper => "</",
+            BinOp::TrimLower => ">/",
+        }
     }
 
     pub fn is_comparison(self) -> bool {
@@ -436,6 +483,9 @@ pub(crate) struct Matching {
     pub labels: Vec<String>,
     /// Extra labels copied from the "one" side (`group_left(...)`).
     pub include: Vec<String>,
+    /// Experimental `fill(v)`/`fill_left(v)`/`fill_right(v)`: the value an
+    /// unmatched element's missing partner takes, per side (left, right).
+    pub fill: (Option<f64>, Option<f64>),
 }
 
 #[derive(Clone, Debug)]
@@ -534,6 +584,12 @@ pub(crate) struct Converter<'q> {
     pub query_start: i64,
     pub query_end: i64,
     pub query_step: i64,
+    /// Offsets of `>=`/`<=` operators that were trim operators in the
+    /// original text (see `lex::rewrite_trim_ops`).
+    pub trim_positions: Vec<usize>,
+    /// Offsets of range brackets followed by `anchored`/`smoothed` in the
+    /// original text (see `lex::rewrite_range_modifiers`).
+    pub range_ext: Vec<(usize, RangeExt)>,
 }
 
 fn bad(msg: impl Into<String>) -> QueryError {
@@ -637,6 +693,8 @@ impl<'q> Converter<'q> {
             query_start: 0,
             query_end: 0,
             query_step: 0,
+            trim_positions: Vec::new(),
+            range_ext: Vec::new(),
         }
     }
 
@@ -688,15 +746,30 @@ impl<'q> Converter<'q> {
         if self.cur.is(TokKind::Brace) {
             self.cur.bump();
         }
+        let mut ext = RangeExt::None;
         if range.is_some() && self.cur.is(TokKind::Bracket) {
+            if let Some(&(_, e)) = self.range_ext.iter().find(|(p, _)| *p == self.cur.pos()) {
+                ext = e;
+            }
             self.cur.bump();
         }
         self.skip_modifiers();
+        if range.is_none() {
+            let end = self.cur.pos();
+            if self
+                .range_ext
+                .iter()
+                .any(|&(p, e)| e == RangeExt::SmoothedInstant && p >= pos && p < end)
+            {
+                ext = RangeExt::SmoothedInstant;
+            }
+        }
         let sel = Selector {
             matchers: convert_matchers(&vs.name, &vs.matchers)?,
             offset: offset_ms(&vs.offset)?,
             at: at_time(&vs.at)?,
             id: self.next_selector,
+            ext,
         };
         self.next_selector += 1;
         Ok((Box::new(sel), pos))
@@ -840,9 +913,6 @@ impl<'q> Converter<'q> {
         }
         let func = match Func::from_name(name) {
             Some(f) => f,
-            None if name == "info" => {
-                return Err(bad("function \"info\" is not supported by this engine"));
-            }
             None => return Err(bad(format!("unknown function with name {name:?}"))),
         };
         let mut args = Vec::with_capacity(c.args.args.len());
@@ -853,6 +923,23 @@ impl<'q> Converter<'q> {
             args.push(self.convert(a)?);
         }
         self.cur.eat(TokKind::RParen);
+        if func == Func::Info && args.len() == 1 {
+            // `info(v)` means `info(v, {__name__="target_info"})`; the
+            // engine needs a selector slot for the info series either way
+            // (an empty matcher list means "target_info, all labels").
+            let id = self.next_selector;
+            self.next_selector += 1;
+            args.push(Node {
+                kind: Kind::Vector(Box::new(Selector {
+                    matchers: Vec::new(),
+                    offset: 0,
+                    at: None,
+                    id,
+                    ext: RangeExt::None,
+                })),
+                pos,
+            });
+        }
         Ok(Node {
             kind: Kind::Call(Box::new(CallNode { func, args })),
             pos,
@@ -920,6 +1007,11 @@ impl<'q> Converter<'q> {
         })?;
         let lhs = self.convert(&b.lhs)?;
         let pos = lhs.pos;
+        let op = match op {
+            BinOp::Gte if self.trim_positions.contains(&self.cur.pos()) => BinOp::TrimLower,
+            BinOp::Lte if self.trim_positions.contains(&self.cur.pos()) => BinOp::TrimUpper,
+            op => op,
+        };
         // The operator itself, then `bool`, `on(...)`/`ignoring(...)` and
         // `group_left(...)`/`group_right(...)`.
         self.cur.bump();
@@ -932,14 +1024,25 @@ impl<'q> Converter<'q> {
             self.cur.bump();
             self.cur.skip_paren_group();
         }
+        while self.cur.is_ident("fill")
+            || self.cur.is_ident("fill_left")
+            || self.cur.is_ident("fill_right")
+        {
+            self.cur.bump();
+            self.cur.skip_paren_group();
+        }
         let rhs = self.convert(&b.rhs)?;
         let both_vectors = lhs.vtype() == VType::Vector && rhs.vtype() == VType::Vector;
         let mut return_bool = false;
         let mut matching = None;
+        let mut fill = (None, None);
         if let Some(m) = &b.modifier {
             return_bool = m.return_bool;
             if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
-                return Err(bad("binop fill modifiers are experimental and not enabled"));
+                if !self.experimental {
+                    return Err(bad("binop fill modifiers are experimental and not enabled"));
+                }
+                fill = (m.fill_values.lhs, m.fill_values.rhs);
             }
         }
         if both_vectors {
@@ -952,6 +1055,7 @@ impl<'q> Converter<'q> {
                 on: false,
                 labels: Vec::new(),
                 include: Vec::new(),
+                fill,
             };
             if let Some(m) = &b.modifier {
                 match &m.card {

@@ -10,6 +10,13 @@
 //! operands ([`Evaluator::range_eval`]); functions over range vectors walk
 //! each input series once, sliding a window over its samples.
 //!
+//! Native histograms travel beside the floats: a series holds float
+//! `points` and histogram `hists` (a step has one or the other), a per-step
+//! sample holds `f` or `h`. Only operators that understand histograms ask
+//! for them ([`Evaluator::range_eval_h`]); the rest never see them, which is
+//! exactly Prometheus' behaviour of dropping histograms in float-only
+//! functions.
+//!
 //! Before evaluation, [`prepare`] asks storage once per selector for all the
 //! samples the selector can ever touch in this query (accounting for offsets,
 //! `@`, lookback, ranges and enclosing subqueries, exactly as Prometheus'
@@ -37,7 +44,8 @@ use crate::parser;
 use crate::storage::{Queryable, SelectHints};
 use crate::util::{drop_metadata_arc, signature_into};
 use crate::value::{
-    is_stale_nan, total_points, ESample, ESeries, EValue, Mat, Metric, Sample, Series, Value,
+    hist_size, is_stale_nan, total_points, ESample, ESeries, EValue, Hist, Mat, Metric, Sample,
+    Series, Value,
 };
 
 /// Engine configuration. Defaults match a Prometheus server with a 64 KiB
@@ -207,11 +215,33 @@ impl Engine {
                 )));
             }
         }
-        let expr = parser::parse(query, &self.opts)?;
+        // Experimental duration expressions are evaluated into literals
+        // first; the rewritten text is what gets parsed and reported on.
+        let rewritten = if self.opts.enable_experimental_functions {
+            crate::durexpr::rewrite(query, step, end - start)
+                .map_err(|e| QueryError::BadData(format!("parse error: {e}")))?
+        } else {
+            None
+        };
+        let query: &str = rewritten.as_deref().unwrap_or(query);
+        // Experimental `anchored`/`smoothed`: blanked out for the parser
+        // (same length), remembered by position for the converter.
+        let modifiers = if self.opts.enable_experimental_functions {
+            crate::lex::rewrite_range_modifiers(query)
+        } else {
+            None
+        };
+        let (query, range_ext): (&str, Vec<(usize, ast::RangeExt)>) = match &modifiers {
+            Some((t, e)) => (t.as_str(), e.clone()),
+            None => (query, Vec::new()),
+        };
+        let (expr, trims) = parser::parse_with_trims(query, &self.opts)?;
         let depth = ast::depth(&expr);
         let run = move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.exec_parsed(q, query, expr, start, end, step, deadline)
+                self.exec_parsed(
+                    q, query, trims, &range_ext, expr, start, end, step, deadline,
+                )
             }))
             .unwrap_or_else(|p| {
                 let msg = p
@@ -249,13 +279,23 @@ impl Engine {
         &self,
         q: &dyn Queryable,
         query: &str,
+        trims: Option<parser::TrimRewrite>,
+        range_ext: &[(usize, ast::RangeExt)],
         expr: promql_parser::parser::Expr,
         start: i64,
         end: i64,
         step: i64,
         deadline: Instant,
     ) -> Result<QueryResult, QueryError> {
-        let mut conv = ast::Converter::new(query, self.opts.enable_experimental_functions);
+        // With trim operators, the converter walks the rewritten text (same
+        // length, so positions are unchanged) and knows where they were.
+        let (text, trim_pos) = match &trims {
+            Some((t, p)) => (t.as_str(), p.clone()),
+            None => (query, Vec::new()),
+        };
+        let mut conv = ast::Converter::new(text, self.opts.enable_experimental_functions);
+        conv.trim_positions = trim_pos;
+        conv.range_ext = range_ext.to_vec();
         conv.query_start = start;
         conv.query_end = end;
         conv.query_step = step;
@@ -307,10 +347,20 @@ impl Engine {
                     Value::Vector(
                         m.into_iter()
                             .filter_map(|s| {
+                                if let Some((_, h)) = s.hists.first() {
+                                    let h = (**h).clone();
+                                    return Some(Sample {
+                                        metric: unwrap_metric(s.metric),
+                                        t: start,
+                                        f: 0.0,
+                                        h: Some(h),
+                                    });
+                                }
                                 s.points.first().map(|&(_, f)| Sample {
                                     metric: unwrap_metric(s.metric),
                                     t: start,
                                     f,
+                                    h: None,
                                 })
                             })
                             .collect(),
@@ -328,6 +378,13 @@ impl Engine {
                         .map(|s| Series {
                             metric: unwrap_metric(s.metric),
                             floats: s.points,
+                            histograms: s
+                                .hists
+                                .into_iter()
+                                .map(|(t, h)| {
+                                    (t, Arc::try_unwrap(h).unwrap_or_else(|a| (*a).clone()))
+                                })
+                                .collect(),
                         })
                         .collect();
                     out.sort_by(|a, b| a.metric.cmp(&b.metric));
@@ -371,6 +428,8 @@ pub(crate) struct PSeries {
     /// Sorted samples. For range selectors, staleness markers are removed so
     /// every window is a plain slice.
     pub samples: Vec<(i64, f64)>,
+    /// Sorted histogram samples.
+    pub hists: Vec<(i64, Hist)>,
 }
 
 pub(crate) type SelSeries = Vec<PSeries>;
@@ -386,6 +445,45 @@ struct PathInfo {
     func: Option<String>,
     by: bool,
     grouping: Vec<String>,
+    /// Under `histogram_count`/`histogram_sum`/`histogram_avg`...
+    stats_fn: bool,
+    /// ...but not under a subquery, `histogram_quantile(s)`/`histogram_fraction`
+    /// or a trim operator (see [`stats_only`]).
+    stats_blocked: bool,
+}
+
+/// Prometheus reads the histograms of a selector that only feeds
+/// `histogram_count`/`histogram_sum`/`histogram_avg` through its
+/// `HistogramStatsIterator`: buckets are dropped, and an "unknown" counter
+/// reset hint is replaced by the result of comparing each histogram with
+/// the previous one read. Those explicit hints show in results (e.g. the
+/// "conflicting counter resets" warning of `histogram_count(sum(x))`).
+fn stats_only(hists: &mut [(i64, Hist)]) {
+    use crate::histogram::CounterResetHint as H;
+    let mut last: Option<Hist> = None;
+    for (_, h) in hists.iter_mut() {
+        let full = h.clone();
+        let mut hint = full.counter_reset_hint;
+        if hint == H::Unknown {
+            if let Some(l) = &last {
+                hint = if full.detect_reset(l) {
+                    H::Reset
+                } else {
+                    H::NotReset
+                };
+            }
+        }
+        *h = Arc::new(crate::histogram::FloatHistogram {
+            counter_reset_hint: hint,
+            schema: full.schema,
+            count: full.count,
+            sum: full.sum,
+            ..Default::default()
+        });
+        let mut l = (*full).clone();
+        l.counter_reset_hint = hint;
+        last = Some(Arc::new(l));
+    }
 }
 
 struct Preparer<'a> {
@@ -441,6 +539,7 @@ impl Preparer<'_> {
                     p.subq_range = sq.range;
                     p.subq_at = Some(t);
                 }
+                p.stats_blocked = true;
                 p.subq_step = if sq.step > 0 {
                     sq.step
                 } else {
@@ -452,8 +551,27 @@ impl Preparer<'_> {
                 p.grouping.clear();
                 self.walk(&sq.expr, &p)
             }
+            Kind::Call(c) if c.func == Func::Info => {
+                let mut p = path.clone();
+                p.func = Some("info".to_string());
+                p.by = false;
+                p.grouping.clear();
+                if let Some(a) = c.args.first() {
+                    self.walk(a, &p)?;
+                }
+                self.select_info(c, &p)
+            }
             Kind::Call(c) => {
                 let mut p = path.clone();
+                match c.func {
+                    Func::HistogramCount | Func::HistogramSum | Func::HistogramAvg => {
+                        p.stats_fn = true
+                    }
+                    Func::HistogramQuantile
+                    | Func::HistogramQuantiles
+                    | Func::HistogramFraction => p.stats_blocked = true,
+                    _ => {}
+                }
                 p.func = Some(func_name(c.func).to_string());
                 p.by = false;
                 p.grouping.clear();
@@ -481,10 +599,38 @@ impl Preparer<'_> {
                 p.func = None;
                 p.by = false;
                 p.grouping.clear();
+                if matches!(b.op, ast::BinOp::TrimUpper | ast::BinOp::TrimLower) {
+                    p.stats_blocked = true;
+                }
                 self.walk(&b.lhs, &p)?;
                 self.walk(&b.rhs, &p)
             }
         }
+    }
+
+    /// Selects the info series `info()` may join: the effective info
+    /// metric names and the data-label matchers, over the time range of the
+    /// first selector of the first argument (its offset and `@`), as
+    /// Prometheus' `fetchInfoSeries` does. Prometheus also restricts the
+    /// identifying labels to the values the base series have; that is done
+    /// during evaluation (`info::eval_info`), where they are known.
+    fn select_info(&mut self, c: &ast::CallNode, path: &PathInfo) -> Result<(), QueryError> {
+        let Some(info_sel) = c.args.get(1).and_then(crate::info::selector_of) else {
+            return Ok(());
+        };
+        let (offset, at) = c
+            .args
+            .first()
+            .map_or((0, None), crate::info::reference_time);
+        let matchers = crate::info::info_select_matchers(&info_sel.matchers);
+        let tmp = ast::Selector {
+            matchers,
+            offset,
+            at,
+            id: info_sel.id,
+            ext: ast::RangeExt::None,
+        };
+        self.select(&tmp, 0, path)
     }
 
     fn select(
@@ -507,8 +653,21 @@ impl Preparer<'_> {
         if range == 0 {
             // Left-open lookback: a sample exactly lookback_delta old is out.
             s -= lookback_delta(self.opts) - 1;
+            if sel.ext == ast::RangeExt::SmoothedInstant {
+                e += lookback_delta(self.opts);
+            }
         } else {
             s -= range - 1;
+            // `anchored`/`smoothed` also need the sample before the window
+            // (and `smoothed` the one after it), within the lookback.
+            match sel.ext {
+                ast::RangeExt::None | ast::RangeExt::SmoothedInstant => {}
+                ast::RangeExt::Anchored => s -= lookback_delta(self.opts),
+                ast::RangeExt::Smoothed => {
+                    s -= lookback_delta(self.opts);
+                    e += lookback_delta(self.opts);
+                }
+            }
         }
         s -= sel.offset;
         e -= sel.offset;
@@ -530,6 +689,7 @@ impl Preparer<'_> {
             .select(&sel.matchers, &hints)
             .map_err(|e| QueryError::Storage(format!("expanding series: {e}")))?;
         self.warnings.extend(res.warnings);
+        let stats = path.stats_fn && !path.stats_blocked;
         let series = res
             .series
             .into_iter()
@@ -538,9 +698,18 @@ impl Preparer<'_> {
                 if range > 0 {
                     samples.retain(|p| !is_stale_nan(p.1));
                 }
+                let mut hists: Vec<(i64, Hist)> = s
+                    .histograms
+                    .into_iter()
+                    .map(|(t, h)| (t, Arc::new(h)))
+                    .collect();
+                if stats && !hists.is_empty() {
+                    stats_only(&mut hists);
+                }
                 PSeries {
                     metric: Arc::new(s.labels),
                     samples,
+                    hists,
                 }
             })
             .collect();
@@ -555,6 +724,7 @@ pub(crate) fn func_name(f: Func) -> &'static str {
     use Func::*;
     match f {
         Abs => "abs",
+        Info => "info",
         Absent => "absent",
         AbsentOverTime => "absent_over_time",
         Acos => "acos",
@@ -755,11 +925,18 @@ impl<'a> Evaluator<'a> {
                     for p in &mut s.points {
                         p.1 = -p.1;
                     }
+                    // Unary minus on a histogram scales it by -1 (a gauge).
+                    for p in &mut s.hists {
+                        Arc::make_mut(&mut p.1).mul(-1.0);
+                    }
                 }
                 if !self.delayed {
                     m = merge_same_labelset(m)?;
                 }
                 Ok(EValue::Matrix(m))
+            }
+            Kind::Vector(sel) if sel.ext == ast::RangeExt::SmoothedInstant => {
+                Ok(EValue::Matrix(self.eval_smoothed_selector(sel, node.pos)?))
             }
             Kind::Vector(sel) => Ok(EValue::Matrix(self.eval_vector_selector(sel)?)),
             Kind::Matrix(sel, range) => {
@@ -771,7 +948,7 @@ impl<'a> Evaluator<'a> {
             Kind::Subquery(sq) => Ok(EValue::Matrix(self.run_subquery(sq)?)),
             Kind::Call(c) => self.eval_call(c, node).map(EValue::Matrix),
             Kind::Agg(a) => self.eval_agg(a).map(EValue::Matrix),
-            Kind::Binary(b) => self.eval_binary(b).map(EValue::Matrix),
+            Kind::Binary(b) => self.eval_binary(b, node.pos).map(EValue::Matrix),
             Kind::StepInvariant(inner) => self.eval_step_invariant(inner),
         }
     }
@@ -797,6 +974,14 @@ impl<'a> Evaluator<'a> {
         let n = self.num_steps();
         if n > 1 {
             for s in &mut m {
+                if s.hists.len() == 1 && s.points.is_empty() {
+                    let h = s.hists[0].1.clone();
+                    for ts in self.steps().skip(1) {
+                        s.hists.push((ts, h.clone()));
+                        self.add_samples(hist_size(&h))?;
+                    }
+                    continue;
+                }
                 if s.points.len() != 1 {
                     continue;
                 }
@@ -821,22 +1006,144 @@ impl<'a> Evaluator<'a> {
         for s in series {
             self.check_deadline()?;
             let mut points = Vec::new();
+            let mut hists = Vec::new();
             let mut idx = 0;
+            let mut hidx = 0;
             for (k, ts) in self.steps().enumerate() {
                 if k % 1024 == 1023 {
                     self.check_deadline()?;
                 }
                 let rt = at.unwrap_or(ts) - sel.offset;
-                if let Some(v) = lookup(&s.samples, &mut idx, rt, self.lookback) {
-                    if points.is_empty() {
-                        points.reserve(self.prealloc());
+                match lookup_any(s, &mut idx, &mut hidx, rt, self.lookback) {
+                    Some(Point::F(v)) => {
+                        if points.is_empty() {
+                            points.reserve(self.prealloc());
+                        }
+                        points.push((ts, v));
+                        self.add_samples(1)?;
                     }
-                    points.push((ts, v.1));
-                    self.add_samples(1)?;
+                    Some(Point::H(h)) => {
+                        self.add_samples(hist_size(&h))?;
+                        hists.push((ts, h));
+                    }
+                    None => {}
                 }
             }
-            if !points.is_empty() {
+            if !points.is_empty() || !hists.is_empty() {
                 out.push(ESeries {
+                    hists,
+                    metric: s.metric.clone(),
+                    points,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `metric smoothed` (Prometheus' `smoothSeries`): at each step, the
+    /// sample at the step time, else the linear interpolation between the
+    /// samples around it (within a lookback on either side), else the last
+    /// sample before it.
+    fn eval_smoothed_selector(
+        &mut self,
+        sel: &ast::Selector,
+        pos: usize,
+    ) -> Result<Mat, QueryError> {
+        use crate::histogram::CounterResetHint as H;
+        let sels = self.sels;
+        let Some(series) = sels.get(sel.id) else {
+            return Ok(Vec::new());
+        };
+        let at = sel.at.and_then(AtTime::ts);
+        let lb = self.lookback;
+        let mut out = Vec::new();
+        let steps: Vec<i64> = self.steps().collect();
+        for s in series {
+            self.check_deadline()?;
+            let name = s.metric.metric_name().to_string();
+            let floats: Vec<(i64, f64)> = s
+                .samples
+                .iter()
+                .copied()
+                .filter(|p| !is_stale_nan(p.1))
+                .collect();
+            let mut points = Vec::new();
+            let mut hists = Vec::new();
+            for &ts in &steps {
+                let t = at.unwrap_or(ts) - sel.offset;
+                let (flo, fhi) = (
+                    floats.partition_point(|p| p.0 <= t - lb),
+                    floats.partition_point(|p| p.0 <= t + lb),
+                );
+                let (hlo, hhi) = (
+                    s.hists.partition_point(|p| p.0 <= t - lb),
+                    s.hists.partition_point(|p| p.0 <= t + lb),
+                );
+                let (fw, hw) = (&floats[flo..fhi], &s.hists[hlo..hhi]);
+                if !fw.is_empty() && !hw.is_empty() {
+                    self.annos.warn(
+                        format!(
+                            "encountered a mix of histograms and floats for metric name {name:?}"
+                        ),
+                        pos,
+                    );
+                    continue;
+                }
+                if !hw.is_empty() {
+                    let i = hw.partition_point(|p| p.0 < t);
+                    let h = if hw.get(i).is_some_and(|p| p.0 == t) {
+                        hw[i].1.clone()
+                    } else if i > 0 && i < hw.len() {
+                        let (prev, next) = (&hw[i - 1], &hw[i]);
+                        if prev.1.uses_custom_buckets() != next.1.uses_custom_buckets() {
+                            self.annos.warn(format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}"), pos);
+                            continue;
+                        }
+                        let counter = prev.1.counter_reset_hint != H::Gauge
+                            || next.1.counter_reset_hint != H::Gauge;
+                        let fraction = (t - prev.0) as f64 / (next.0 - prev.0) as f64;
+                        let mut r = (*next.1).clone();
+                        if counter && next.1.detect_reset(&prev.1) {
+                            r.mul(fraction);
+                        } else {
+                            if r.sub(&prev.1).is_err() {
+                                continue;
+                            }
+                            r.mul(fraction);
+                            if r.add(&prev.1).is_err() {
+                                continue;
+                            }
+                        }
+                        Arc::new(r)
+                    } else if i > 0 {
+                        let mut r = (*hw[i - 1].1).clone();
+                        r.counter_reset_hint = H::Unknown;
+                        Arc::new(r)
+                    } else {
+                        continue;
+                    };
+                    self.add_samples(hist_size(&h))?;
+                    hists.push((ts, h));
+                    continue;
+                }
+                let i = fw.partition_point(|p| p.0 < t);
+                let v = if fw.get(i).is_some_and(|p| p.0 == t) {
+                    fw[i].1
+                } else if i > 0 && i < fw.len() {
+                    let (p1, p2) = (fw[i - 1], fw[i]);
+                    p1.1 + (p2.1 - p1.1) * (t - p1.0) as f64 / (p2.0 - p1.0) as f64
+                } else if i > 0 {
+                    fw[i - 1].1
+                } else {
+                    continue;
+                };
+                self.add_samples(1)?;
+                points.push((ts, v));
+            }
+            if !points.is_empty() || !hists.is_empty() {
+                out.push(ESeries {
+                    hists,
                     metric: s.metric.clone(),
                     points,
                     drop_name: false,
@@ -857,9 +1164,13 @@ impl<'a> Evaluator<'a> {
         for s in series {
             let lo = s.samples.partition_point(|p| p.0 <= ws);
             let hi = s.samples.partition_point(|p| p.0 <= we);
-            if lo < hi {
-                self.add_samples(hi - lo)?;
+            let hlo = s.hists.partition_point(|p| p.0 <= ws);
+            let hhi = s.hists.partition_point(|p| p.0 <= we);
+            if lo < hi || hlo < hhi {
+                let hists = s.hists[hlo..hhi].to_vec();
+                self.add_samples(hi - lo + hists.iter().map(|h| hist_size(&h.1)).sum::<usize>())?;
                 out.push(ESeries {
+                    hists,
                     metric: s.metric.clone(),
                     points: s.samples[lo..hi].to_vec(),
                     drop_name: false,
@@ -910,6 +1221,28 @@ impl<'a> Evaluator<'a> {
         &mut self,
         exprs: &[&Node],
         matching: Option<&Matching>,
+        f: F,
+    ) -> Result<Mat, QueryError>
+    where
+        F: FnMut(
+            &mut StepCtx,
+            &[Vec<ESample>],
+            &[Vec<u32>],
+            &mut Vec<ESample>,
+        ) -> Result<(), QueryError>,
+    {
+        self.range_eval_h(exprs, matching, false, f)
+    }
+
+    /// [`Evaluator::range_eval`] that also hands histogram samples (with
+    /// `h` set) to `f` when `with_hists` is true. Without it, histogram
+    /// samples are dropped from the operands, which is what Prometheus does
+    /// for every float-only function.
+    pub fn range_eval_h<F>(
+        &mut self,
+        exprs: &[&Node],
+        matching: Option<&Matching>,
+        with_hists: bool,
         mut f: F,
     ) -> Result<Mat, QueryError>
     where
@@ -935,6 +1268,7 @@ impl<'a> Evaluator<'a> {
         };
         let mut temp = self.cur_samples;
         let mut cursors: Vec<Vec<usize>> = mats.iter().map(|m| vec![0; m.len()]).collect();
+        let mut hcursors: Vec<Vec<usize>> = mats.iter().map(|m| vec![0; m.len()]).collect();
         let mut vecs: Vec<Vec<ESample>> =
             mats.iter().map(|m| Vec::with_capacity(m.len())).collect();
         let mut sigs: Vec<Vec<u32>> = vec![Vec::new(); mats.len()];
@@ -962,6 +1296,7 @@ impl<'a> Evaluator<'a> {
                         }
                         if *c < s.points.len() && s.points[*c].0 == ts {
                             v.push(ESample {
+                                h: None,
                                 metric: s.metric.clone(),
                                 t: ts,
                                 f: s.points[*c].1,
@@ -971,9 +1306,27 @@ impl<'a> Evaluator<'a> {
                                 sg.push(o[si]);
                             }
                             *c += 1;
+                        } else if with_hists && !s.hists.is_empty() {
+                            let hc = &mut hcursors[i][si];
+                            while *hc < s.hists.len() && s.hists[*hc].0 < ts {
+                                *hc += 1;
+                            }
+                            if *hc < s.hists.len() && s.hists[*hc].0 == ts {
+                                v.push(ESample {
+                                    h: Some(s.hists[*hc].1.clone()),
+                                    metric: s.metric.clone(),
+                                    t: ts,
+                                    f: 0.0,
+                                    drop_name: s.drop_name,
+                                });
+                                if let Some(o) = sig_ords.get(i) {
+                                    sg.push(o[si]);
+                                }
+                                *hc += 1;
+                            }
                         }
                     }
-                    self.add_samples(v.len())?;
+                    self.add_samples(v.iter().map(sample_size).sum())?;
                 }
                 result.clear();
                 let mut ctx = StepCtx {
@@ -984,18 +1337,28 @@ impl<'a> Evaluator<'a> {
                 };
                 f(&mut ctx, &vecs, &sigs, &mut result)?;
                 let loaded = ctx.loaded;
-                self.add_samples(loaded + result.len())?;
-                temp += result.len() + loaded;
+                let rsize: usize = result.iter().map(sample_size).sum();
+                self.add_samples(loaded + rsize)?;
+                temp += rsize + loaded;
                 if instant {
                     if !self.delayed && contains_same_labelset(&result) {
                         return Err(exec_err(DUPLICATE_LABELSET));
                     }
                     let m: Mat = result
                         .drain(..)
-                        .map(|s| ESeries {
-                            metric: s.metric,
-                            points: vec![(ts, s.f)],
-                            drop_name: s.drop_name,
+                        .map(|s| match s.h {
+                            Some(h) => ESeries {
+                                hists: vec![(ts, h)],
+                                metric: s.metric,
+                                points: Vec::new(),
+                                drop_name: s.drop_name,
+                            },
+                            None => ESeries {
+                                hists: Vec::new(),
+                                metric: s.metric,
+                                points: vec![(ts, s.f)],
+                                drop_name: s.drop_name,
+                            },
                         })
                         .collect();
                     return Ok(Some(m));
@@ -1014,6 +1377,7 @@ impl<'a> Evaluator<'a> {
                                 None => {
                                     index.insert(s.metric.clone(), out.len());
                                     out.push(ESeries {
+                                        hists: Vec::new(),
                                         metric: s.metric.clone(),
                                         points: Vec::with_capacity(nsteps.min(MAX_PREALLOC)),
                                         drop_name: s.drop_name,
@@ -1030,7 +1394,10 @@ impl<'a> Evaluator<'a> {
                         return Err(exec_err(DUPLICATE_LABELSET));
                     }
                     last_ts[i] = ts;
-                    out[i].points.push((ts, s.f));
+                    match s.h {
+                        Some(h) => out[i].hists.push((ts, h)),
+                        None => out[i].points.push((ts, s.f)),
+                    }
                 }
             }
             Ok(None)
@@ -1112,6 +1479,60 @@ pub(crate) fn lookup(
     Some(p)
 }
 
+/// A float or a histogram value.
+#[derive(Clone, Debug)]
+pub(crate) enum Point {
+    F(f64),
+    H(Hist),
+}
+
+/// [`lookup`] over a series with float and histogram samples: the newest
+/// sample of either kind at or before `rt` within the lookback, unless it
+/// is a staleness marker.
+pub(crate) fn lookup_any(
+    s: &PSeries,
+    fidx: &mut usize,
+    hidx: &mut usize,
+    rt: i64,
+    lookback: i64,
+) -> Option<Point> {
+    if s.hists.is_empty() {
+        return lookup(&s.samples, fidx, rt, lookback).map(|p| Point::F(p.1));
+    }
+    let f = newest_at(&s.samples, fidx, rt);
+    let h = newest_at(&s.hists, hidx, rt);
+    let (t, p) = match (f, h) {
+        (Some(f), Some(h)) if f.0 > h.0 => (f.0, Point::F(f.1)),
+        (_, Some(h)) => (h.0, Point::H(h.1.clone())),
+        (Some(f), None) => (f.0, Point::F(f.1)),
+        (None, None) => return None,
+    };
+    if t <= rt - lookback {
+        return None;
+    }
+    if let Point::F(v) = p {
+        if is_stale_nan(v) {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+/// The newest element at or before `rt`, with a forward-only cursor.
+fn newest_at<'a, V>(v: &'a [(i64, V)], idx: &mut usize, rt: i64) -> Option<&'a (i64, V)> {
+    if *idx > 0 && v.get(*idx - 1).is_some_and(|p| p.0 > rt) {
+        *idx = v.partition_point(|p| p.0 <= rt);
+    }
+    while *idx < v.len() && v[*idx].0 <= rt {
+        *idx += 1;
+    }
+    if *idx == 0 {
+        None
+    } else {
+        v.get(*idx - 1)
+    }
+}
+
 pub(crate) fn empty_metric() -> Metric {
     thread_local! {
         static EMPTY: Metric = Arc::new(Labels::empty());
@@ -1144,6 +1565,11 @@ fn signatures(mats: &[Mat], m: &Matching) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// Samples one element counts as for `max_samples`.
+pub(crate) fn sample_size(s: &ESample) -> usize {
+    s.h.as_ref().map_or(1, |h| hist_size(h))
+}
+
 pub(crate) fn contains_same_labelset(v: &[ESample]) -> bool {
     if v.len() <= 1 {
         return false;
@@ -1168,6 +1594,7 @@ pub(crate) fn merge_same_labelset(m: Mat) -> Result<Mat, QueryError> {
         match index.get(&s.metric) {
             Some(&i) => {
                 out[i].points.extend(s.points);
+                out[i].hists.extend(s.hists);
                 merged[i] = true;
             }
             None => {
@@ -1180,7 +1607,14 @@ pub(crate) fn merge_same_labelset(m: Mat) -> Result<Mat, QueryError> {
     for (i, s) in out.iter_mut().enumerate() {
         if merged[i] {
             s.points.sort_by_key(|p| p.0);
-            if s.points.windows(2).any(|w| w[0].0 == w[1].0) {
+            s.hists.sort_by_key(|p| p.0);
+            if s.points.windows(2).any(|w| w[0].0 == w[1].0)
+                || s.hists.windows(2).any(|w| w[0].0 == w[1].0)
+                || (!s.hists.is_empty()
+                    && s.points
+                        .iter()
+                        .any(|p| s.hists.binary_search_by_key(&p.0, |h| h.0).is_ok()))
+            {
                 return Err(exec_err(DUPLICATE_LABELSET));
             }
         }

@@ -16,9 +16,11 @@ use regex::Regex;
 use strata_tsdb::labels::{Labels, MatchType, METRIC_NAME};
 
 use crate::ast::{AtTime, CallNode, Func, Kind, Node, VType};
+use crate::engine::Point;
 use crate::engine::{
     empty_metric, exec_err, lookup, merge_same_labelset, Evaluator, QueryError, StepCtx,
 };
+use crate::histogram::{CounterResetHint, FloatHistogram, HistSum};
 use crate::lex::go_quote_bytes;
 use crate::quantile::{bucket_fraction, bucket_quantile, quantile, Bucket};
 use crate::util::{
@@ -26,10 +28,10 @@ use crate::util::{
     go_max, go_min, kahan_inc, natural_less, parse_go_float, set_label, signature_into,
     valid_label_name,
 };
-use crate::value::{ESample, ESeries, Mat, Metric};
+use crate::value::{hist_size, ESample, ESeries, Hist, Mat, Metric};
 
 /// One input series of a range function: labels, samples, drop-name flag.
-type WindowInput<'a> = (&'a Metric, &'a [(i64, f64)], bool);
+type WindowInput<'a> = (&'a Metric, &'a [(i64, f64)], &'a [(i64, Hist)], bool);
 
 /// Inputs of one window evaluation.
 pub(crate) struct Window<'a> {
@@ -45,6 +47,9 @@ pub(crate) struct Window<'a> {
 
 impl Evaluator<'_> {
     pub(crate) fn eval_call(&mut self, c: &CallNode, node: &Node) -> Result<Mat, QueryError> {
+        if c.func == Func::Info {
+            return self.eval_info(c);
+        }
         if matches!(c.func, Func::Timestamp) {
             if let Some(Node {
                 kind: Kind::Vector(sel),
@@ -76,7 +81,27 @@ impl Evaluator<'_> {
         }
         let args: Vec<&Node> = c.args.iter().collect();
         let mut hist_state = HistState::default();
-        self.range_eval(&args, None, |ctx, v, _, out| {
+        // Only these functions read native histograms; all others drop them.
+        let with_hists = matches!(
+            c.func,
+            Func::HistogramAvg
+                | Func::HistogramCount
+                | Func::HistogramSum
+                | Func::HistogramStddev
+                | Func::HistogramStdvar
+                | Func::HistogramQuantile
+                | Func::HistogramQuantiles
+                | Func::HistogramFraction
+                | Func::Absent
+        );
+        self.range_eval_h(&args, None, with_hists, |ctx, v, _, out| {
+            if with_hists {
+                if let Some(fixed) = drop_mixed_histograms(c, v, ctx) {
+                    native_histogram_call(c, &fixed, ctx, out);
+                    return instant_call(c, &fixed, ctx, out, &mut hist_state);
+                }
+                native_histogram_call(c, v, ctx, out);
+            }
             instant_call(c, v, ctx, out, &mut hist_state)
         })
     }
@@ -89,7 +114,7 @@ impl Evaluator<'_> {
     ) -> Result<Mat, QueryError> {
         let sels = self.sels;
         let series: &[crate::engine::PSeries] = sels.get(sel.id).map_or(&[], |s| s.as_slice());
-        let mut cursors = vec![0usize; series.len()];
+        let mut cursors = vec![(0usize, 0usize); series.len()];
         let lookback = self.lookback;
         let at = sel.at.and_then(AtTime::ts);
         let offset = sel.offset;
@@ -97,7 +122,18 @@ impl Evaluator<'_> {
             // With `@`, Prometheus looks up exactly the `@` time, ignoring the offset.
             let rt = at.unwrap_or(ctx.ts - offset);
             for (i, s) in series.iter().enumerate() {
-                if let Some((t, _)) = lookup(&s.samples, &mut cursors[i], rt, lookback) {
+                let found = if s.hists.is_empty() {
+                    lookup(&s.samples, &mut cursors[i].0, rt, lookback).map(|p| p.0)
+                } else {
+                    // The newest sample of either kind within the lookback.
+                    let (fc, hc) = &mut cursors[i];
+                    crate::engine::lookup_any(s, fc, hc, rt, lookback).map(|_| {
+                        let ft = s.samples[..*fc].last().map_or(i64::MIN, |p| p.0);
+                        let ht = s.hists[..*hc].last().map_or(i64::MIN, |p| p.0);
+                        ft.max(ht)
+                    })
+                };
+                if let Some(t) = found {
                     ctx.loaded += 1;
                     let metric = if ctx.delayed {
                         s.metric.clone()
@@ -105,6 +141,7 @@ impl Evaluator<'_> {
                         drop_metadata_arc(&s.metric)
                     };
                     out.push(ESample {
+                        h: None,
                         metric,
                         t: ctx.ts,
                         f: t as f64 / 1000.0,
@@ -133,11 +170,13 @@ impl Evaluator<'_> {
         let sels = self.sels;
         let subquery_result: Mat;
         let mut inputs: Vec<WindowInput> = Vec::new();
+        let mut ext = crate::ast::RangeExt::None;
         let (offset, at, range, sub_samples) = match &arg.kind {
             Kind::Matrix(sel, range) => {
+                ext = sel.ext;
                 if let Some(series) = sels.get(sel.id) {
                     for s in series {
-                        inputs.push((&s.metric, &s.samples, false));
+                        inputs.push((&s.metric, &s.samples, &s.hists, false));
                     }
                 }
                 (sel.offset, sel.at.and_then(AtTime::ts), *range, 0)
@@ -146,15 +185,36 @@ impl Evaluator<'_> {
                 let mut m = self.run_subquery(sq)?;
                 for s in &mut m {
                     s.points.retain(|p| !crate::value::is_stale_nan(p.1));
+                    // As Prometheus: explicit reset hints of subquery
+                    // results are not trusted (samples may be skipped or
+                    // repeated), so resets are detected from the data.
+                    for (_, h) in &mut s.hists {
+                        if matches!(
+                            h.counter_reset_hint,
+                            CounterResetHint::Reset | CounterResetHint::NotReset
+                        ) {
+                            Arc::make_mut(h).counter_reset_hint = CounterResetHint::Unknown;
+                        }
+                    }
                 }
                 let total = crate::value::total_points(&m);
                 subquery_result = m;
                 for s in &subquery_result {
-                    inputs.push((&s.metric, &s.points, s.drop_name));
+                    inputs.push((&s.metric, &s.points, &s.hists, s.drop_name));
                 }
                 (sq.offset, sq.at.and_then(AtTime::ts), sq.range, total)
             }
             _ => return Err(exec_err("expected a range vector argument")),
+        };
+        if ext != crate::ast::RangeExt::None {
+            check_range_ext(ext, f)?;
+        }
+        let lookback = self.lookback;
+        // How far the window reaches beyond `(we - range, we]`.
+        let (before, after) = match ext {
+            crate::ast::RangeExt::None | crate::ast::RangeExt::SmoothedInstant => (0, 0),
+            crate::ast::RangeExt::Anchored => (lookback, 0),
+            crate::ast::RangeExt::Smoothed => (lookback, lookback),
         };
         let keeps_name = matches!(f, Func::LastOverTime | Func::FirstOverTime);
         let n = self.num_steps();
@@ -164,7 +224,7 @@ impl Evaluator<'_> {
         let arg_pos = arg.pos;
         let mut annos = std::mem::take(&mut self.annos);
         let result = (|| -> Result<(), QueryError> {
-            for (metric, samples, in_drop) in &inputs {
+            for (metric, samples, hsamples, in_drop) in &inputs {
                 self.check_deadline()?;
                 self.cur_samples = self.cur_samples.saturating_sub(window_held);
                 window_held = 0;
@@ -175,7 +235,9 @@ impl Evaluator<'_> {
                     (*metric).clone()
                 };
                 let mut points: Vec<(i64, f64)> = Vec::new();
+                let mut hpoints: Vec<(i64, Hist)> = Vec::new();
                 let (mut lo, mut hi) = (0usize, 0usize);
+                let (mut hlo, mut hhi) = (0usize, 0usize);
                 scalar_cursors.iter_mut().for_each(|c| *c = 0);
                 for (k, ts) in self.steps().enumerate() {
                     if k % 1024 == 1023 {
@@ -183,13 +245,20 @@ impl Evaluator<'_> {
                     }
                     let we = at.unwrap_or(ts) - offset;
                     let ws = we - range;
-                    while hi < samples.len() && samples[hi].0 <= we {
+                    while hi < samples.len() && samples[hi].0 <= we + after {
                         hi += 1;
                     }
-                    while lo < hi && samples[lo].0 <= ws {
+                    while lo < hi && samples[lo].0 <= ws - before {
                         lo += 1;
                     }
-                    let len = hi - lo;
+                    while hhi < hsamples.len() && hsamples[hhi].0 <= we + after {
+                        hhi += 1;
+                    }
+                    while hlo < hhi && hsamples[hlo].0 <= ws - before {
+                        hlo += 1;
+                    }
+                    let hwin = &hsamples[hlo..hhi];
+                    let len = hi - lo + hwin.iter().map(|h| hist_size(&h.1)).sum::<usize>();
                     if len > window_held {
                         self.add_samples(len - window_held)?;
                     } else {
@@ -216,12 +285,58 @@ impl Evaluator<'_> {
                         range,
                         scalars: &scalars,
                     };
-                    if let Some(v) = range_value(f, &w, &mut annos, c)? {
+                    if ext != crate::ast::RangeExt::None {
+                        if hwin.is_empty() {
+                            if let Some(v) = extended_value(f, w.samples, ws, we, range, ext) {
+                                points.push((ts, v));
+                            }
+                        } else if matches!(f, Func::Changes | Func::Resets) {
+                            if let Some(v) = extended_changes_mixed(f, w.samples, hwin, ws) {
+                                points.push((ts, v));
+                            }
+                        } else if !w.samples.is_empty() {
+                            annos.warn(
+                                format!(
+                                    "encountered a mix of histograms and floats for metric name {:?}",
+                                    metric.metric_name()
+                                ),
+                                arg_pos,
+                            );
+                        } else if let Some(h) = extended_hist_value(
+                            f,
+                            hwin,
+                            (ws, we, range, ext),
+                            &mut annos,
+                            metric.metric_name(),
+                            arg_pos,
+                        ) {
+                            self.add_samples(hist_size(&h))?;
+                            hpoints.push((ts, h));
+                        }
+                    } else if !hwin.is_empty() {
+                        match range_value_h(f, &w, hwin, &mut annos, metric, arg_pos, c)? {
+                            Some(Point::F(v)) => points.push((ts, v)),
+                            Some(Point::H(h)) => {
+                                self.add_samples(hist_size(&h))?;
+                                hpoints.push((ts, h));
+                            }
+                            None => {}
+                        }
+                    } else if let Some(v) = range_value(f, &w, &mut annos, c)? {
                         if points.is_empty() {
                             points.reserve(n.min(5000));
                         }
                         points.push((ts, v));
                     }
+                }
+                if !hpoints.is_empty() && points.is_empty() {
+                    out.push(ESeries {
+                        hists: hpoints,
+                        metric: out_metric,
+                        points,
+                        drop_name,
+                    });
+                    continue;
                 }
                 if !points.is_empty() {
                     self.add_samples(points.len())?;
@@ -241,6 +356,7 @@ impl Evaluator<'_> {
                         }
                     }
                     out.push(ESeries {
+                        hists: hpoints,
                         metric: out_metric,
                         points,
                         drop_name,
@@ -396,6 +512,7 @@ fn absent_over_time(ev: &mut Evaluator, m: Mat, arg: &Node) -> Result<Mat, Query
         return Ok(Vec::new());
     }
     Ok(vec![ESeries {
+        hists: Vec::new(),
         metric: Arc::new(absent_labels(arg)),
         points,
         drop_name: true,
@@ -404,6 +521,712 @@ fn absent_over_time(ev: &mut Evaluator, m: Mat, arg: &Node) -> Result<Mat, Query
 
 // ---------------------------------------------------------------------------
 // Functions over range vectors.
+
+/// Prometheus only allows `anchored` with changes/delta/increase/rate/resets
+/// and `smoothed` with delta/increase/rate.
+fn check_range_ext(ext: crate::ast::RangeExt, f: Func) -> Result<(), QueryError> {
+    use crate::ast::RangeExt;
+    let (name, allowed): (&str, &[Func]) = match ext {
+        RangeExt::None | RangeExt::SmoothedInstant => return Ok(()),
+        RangeExt::Anchored => (
+            "anchored",
+            &[
+                Func::Changes,
+                Func::Delta,
+                Func::Increase,
+                Func::Rate,
+                Func::Resets,
+            ],
+        ),
+        RangeExt::Smoothed => ("smoothed", &[Func::Delta, Func::Increase, Func::Rate]),
+    };
+    if allowed.contains(&f) {
+        return Ok(());
+    }
+    let list: Vec<&str> = allowed
+        .iter()
+        .map(|f| crate::engine::func_name(*f))
+        .collect();
+    Err(exec_err(format!(
+        "{name} modifier can only be used with: {} - not with {}",
+        list.join(", "),
+        crate::engine::func_name(f)
+    )))
+}
+
+/// changes()/resets() over an anchored window holding histograms (and
+/// maybe floats): from the last sample at or before the window start on.
+fn extended_changes_mixed(
+    func: Func,
+    fl: &[(i64, f64)],
+    hw: &[(i64, Hist)],
+    rs: i64,
+) -> Option<f64> {
+    let mut all: Vec<(i64, Option<&Hist>, f64)> = fl.iter().map(|p| (p.0, None, p.1)).collect();
+    all.extend(hw.iter().map(|p| (p.0, Some(&p.1), 0.0)));
+    all.sort_by_key(|p| p.0);
+    if all.iter().all(|p| p.0 <= rs) {
+        return None;
+    }
+    let first = all.iter().rposition(|p| p.0 <= rs).unwrap_or(0);
+    let mut n = 0;
+    for w in all[first..].windows(2) {
+        let (prev, cur) = (w[0], w[1]);
+        let hit = match (prev.1, cur.1) {
+            (None, None) => {
+                if func == Func::Changes {
+                    cur.2 != prev.2 && !(cur.2.is_nan() && prev.2.is_nan())
+                } else {
+                    cur.2 < prev.2
+                }
+            }
+            (Some(p), Some(c)) => {
+                if func == Func::Changes {
+                    !c.equals(p)
+                } else {
+                    c.detect_reset(p)
+                }
+            }
+            _ => true,
+        };
+        if hit {
+            n += 1;
+        }
+    }
+    Some(f64::from(n))
+}
+
+/// Histogram interpolation at `t` (Prometheus' `interpolateHistograms`).
+fn interpolate_hist(
+    a: (i64, &FloatHistogram),
+    b: (i64, &FloatHistogram),
+    t: i64,
+    counter: bool,
+    annos: &mut crate::annotations::Annotations,
+    pos: usize,
+) -> Option<FloatHistogram> {
+    if t == a.0 {
+        return Some(a.1.clone());
+    }
+    if t == b.0 {
+        return Some(b.1.clone());
+    }
+    let fraction = (t - a.0) as f64 / (b.0 - a.0) as f64;
+    if counter && b.1.detect_reset(a.1) {
+        let mut r = b.1.clone();
+        r.mul(fraction);
+        return Some(r);
+    }
+    let mut r = b.1.clone();
+    if r.sub(a.1).ok()?.1 {
+        annos.info(
+            "mismatched custom buckets were reconciled during subtraction",
+            pos,
+        );
+    }
+    r.mul(fraction);
+    if r.add(a.1).ok()?.1 {
+        annos.info(
+            "mismatched custom buckets were reconciled during addition",
+            pos,
+        );
+    }
+    Some(r)
+}
+
+/// The anchored/smoothed rate/increase/delta of histograms (Prometheus'
+/// `extendedHistogramRate`).
+fn extended_hist_value(
+    func: Func,
+    h: &[(i64, Hist)],
+    (rs, re, range, ext): (i64, i64, i64, crate::ast::RangeExt),
+    annos: &mut crate::annotations::Annotations,
+    name: &str,
+    pos: usize,
+) -> Option<Hist> {
+    let smoothed = ext == crate::ast::RangeExt::Smoothed;
+    let counter = func != Func::Delta;
+    let exp_custom = format!(
+        "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}"
+    );
+    // Go's sort.Search over [0, last) (the samples are sorted).
+    let mut last = h.len().checked_sub(1)?;
+    let first = h[..last].partition_point(|p| p.0 <= rs).saturating_sub(1);
+    if smoothed {
+        last = h[..last].partition_point(|p| p.0 < re);
+    }
+    if h[last].0 <= rs || (smoothed && h[first].0 > re) {
+        return None;
+    }
+    let custom = h[first].1.uses_custom_buckets();
+    for (_, x) in &h[first..=last] {
+        if x.uses_custom_buckets() != custom {
+            annos.warn(exp_custom, pos);
+            return None;
+        }
+        if counter && x.counter_reset_hint == CounterResetHint::Gauge {
+            annos.warn(
+                format!("this native histogram metric is not a counter: {name:?}"),
+                pos,
+            );
+        }
+    }
+    let left = if smoothed && h[first].0 < rs {
+        interpolate_hist(
+            (h[first].0, &h[first].1),
+            (h[first + 1].0, &h[first + 1].1),
+            rs,
+            counter,
+            annos,
+            pos,
+        )
+    } else {
+        Some((*h[first].1).clone())
+    };
+    let right = if smoothed && last > 0 && h[last].0 > re {
+        interpolate_hist(
+            (h[last - 1].0, &h[last - 1].1),
+            (h[last].0, &h[last].1),
+            re,
+            counter,
+            annos,
+            pos,
+        )
+    } else {
+        Some((*h[last].1).clone())
+    };
+    let (Some(left), Some(right)) = (left, right) else {
+        annos.warn(exp_custom, pos);
+        return None;
+    };
+    if !counter
+        && (left.counter_reset_hint != CounterResetHint::Gauge
+            || right.counter_reset_hint != CounterResetHint::Gauge)
+    {
+        annos.warn(
+            format!("this native histogram metric is not a gauge: {name:?}"),
+            pos,
+        );
+    }
+    let mut result = right.clone();
+    match result.sub(&left) {
+        Err(_) => {
+            annos.warn(exp_custom, pos);
+            return None;
+        }
+        Ok((_, true)) => annos.info(
+            "mismatched custom buckets were reconciled during subtraction",
+            pos,
+        ),
+        Ok(_) => {}
+    }
+    if counter {
+        let mut first_i = first + 1;
+        let mut prev: &FloatHistogram = &left;
+        if smoothed && h[first].0 < rs && h[first + 1].1.detect_reset(&h[first].1) {
+            prev = &h[first + 1].1;
+            first_i += 1;
+        }
+        let last_i = last as i64 - 1;
+        if first_i as i64 <= last_i + 1 {
+            let mut correction: Option<FloatHistogram> = None;
+            let add = |c: &mut Option<FloatHistogram>,
+                       x: &FloatHistogram,
+                       annos: &mut crate::annotations::Annotations|
+             -> bool {
+                match c {
+                    None => {
+                        *c = Some(x.clone());
+                        true
+                    }
+                    Some(acc) => match acc.add(x) {
+                        Err(_) => false,
+                        Ok((_, r)) => {
+                            if r {
+                                annos.info(
+                                    "mismatched custom buckets were reconciled during addition",
+                                    pos,
+                                );
+                            }
+                            true
+                        }
+                    },
+                }
+            };
+            if last_i >= first_i as i64 {
+                for (_, p) in &h[first_i..=last_i as usize] {
+                    if p.detect_reset(prev) && !add(&mut correction, prev, annos) {
+                        annos.warn(exp_custom, pos);
+                        return None;
+                    }
+                    prev = p;
+                }
+            }
+            if right.detect_reset(prev) && !add(&mut correction, prev, annos) {
+                annos.warn(exp_custom, pos);
+                return None;
+            }
+            if let Some(c) = correction {
+                match result.add(&c) {
+                    Err(_) => {
+                        annos.warn(exp_custom, pos);
+                        return None;
+                    }
+                    Ok((_, true)) => annos.info(
+                        "mismatched custom buckets were reconciled during addition",
+                        pos,
+                    ),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    if func == Func::Rate {
+        result.div(range as f64 / 1000.0);
+    }
+    result.counter_reset_hint = CounterResetHint::Gauge;
+    result.compact(0);
+    Some(Arc::new(result))
+}
+
+/// Linear interpolation at `t` between two samples; a counter that went
+/// down is taken to restart from 0.
+fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, counter: bool) -> f64 {
+    let y1 = if counter && p2.1 < p1.1 { 0.0 } else { p1.1 };
+    y1 + (p2.1 - y1) * (t - p1.0) as f64 / (p2.0 - p1.0) as f64
+}
+
+/// The anchored/smoothed versions of rate/increase/delta (Prometheus'
+/// `extendedRate`) and changes/resets over the extended window `f`, which
+/// reaches a lookback before `(rs, re]` (and after it, for smoothed).
+fn extended_value(
+    func: Func,
+    f: &[(i64, f64)],
+    rs: i64,
+    re: i64,
+    range: i64,
+    ext: crate::ast::RangeExt,
+) -> Option<f64> {
+    let smoothed = ext == crate::ast::RangeExt::Smoothed;
+    if f.is_empty() {
+        return None;
+    }
+    // Go's sort.Search over [0, last) (the samples are sorted).
+    let mut last = f.len() - 1;
+    let mut first = f[..last].partition_point(|p| p.0 <= rs).saturating_sub(1);
+    if matches!(func, Func::Changes | Func::Resets) {
+        // pickFirstSampleIndices: start at the last sample at or before
+        // the window start, if there is one.
+        let le = f.iter().rposition(|p| p.0 <= rs);
+        if f.iter().all(|p| p.0 <= rs) {
+            return None;
+        }
+        first = le.unwrap_or(0);
+        let mut n = 0;
+        for w in f[first..].windows(2) {
+            let hit = if func == Func::Changes {
+                w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan())
+            } else {
+                w[1].1 < w[0].1
+            };
+            if hit {
+                n += 1;
+            }
+        }
+        return Some(f64::from(n));
+    }
+    let counter = func != Func::Delta;
+    if smoothed {
+        last = f[..last].partition_point(|p| p.0 < re);
+    }
+    if f[last].0 <= rs {
+        return None;
+    }
+    if smoothed && f[first].0 > re {
+        return None;
+    }
+    let left = if smoothed && f[first].0 < rs {
+        interpolate(f[first], f[first + 1], rs, counter)
+    } else {
+        f[first].1
+    };
+    let right = if smoothed && last > 0 && f[last].0 > re {
+        interpolate(f[last - 1], f[last], re, counter)
+    } else {
+        f[last].1
+    };
+    let mut result = right - left;
+    if counter {
+        let mut lo = first;
+        let mut hi = last as i64;
+        if f[lo].0 <= rs {
+            lo += 1;
+        }
+        if f[last].0 >= re {
+            hi -= 1;
+        }
+        let inner: &[(i64, f64)] = if hi >= lo as i64 {
+            &f[lo..=hi as usize]
+        } else {
+            &[]
+        };
+        let mut prev = left;
+        let mut correction = 0.0;
+        for p in inner {
+            if p.1 < prev {
+                correction += prev;
+            }
+            prev = p.1;
+        }
+        if right < prev {
+            correction += prev;
+        }
+        result += correction;
+    }
+    if func == Func::Rate {
+        result /= range as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Evaluates `f` over a window that holds histogram samples (`hw`, and
+/// maybe floats in `w.samples`), as Prometheus does: histogram-aware
+/// functions combine the histograms, mixed windows give a warning, and
+/// float-only functions use the floats and note the ignored histograms.
+fn range_value_h(
+    f: Func,
+    w: &Window,
+    hw: &[(i64, Hist)],
+    annos: &mut crate::annotations::Annotations,
+    metric: &Metric,
+    pos: usize,
+    c: &CallNode,
+) -> Result<Option<Point>, QueryError> {
+    use Func::*;
+    let name = metric.metric_name();
+    let fl = w.samples;
+    let mixed = || format!("encountered a mix of histograms and floats for metric name {name:?}");
+    let exp_custom = || {
+        format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}")
+    };
+    let ignored = || {
+        format!("ignored histograms in a range containing both floats and histograms for metric name {name:?}")
+    };
+    Ok(match f {
+        Rate | Increase | Delta => {
+            if !fl.is_empty() {
+                annos.warn(mixed(), pos);
+                return Ok(None);
+            }
+            let is_counter = f != Delta;
+            if hw.len() < 2 {
+                return Ok(None);
+            }
+            let Some(mut h) = histogram_rate(hw, is_counter, annos, name, pos) else {
+                return Ok(None);
+            };
+            let range_start = w.end - w.range;
+            let first_t = hw[0].0;
+            let last_t = hw[hw.len() - 1].0;
+            let mut to_start = (first_t - range_start) as f64 / 1000.0;
+            let mut to_end = (w.end - last_t) as f64 / 1000.0;
+            let sampled = (last_t - first_t) as f64 / 1000.0;
+            let avg = sampled / (hw.len() - 1) as f64;
+            let threshold = avg * 1.1;
+            if to_start >= threshold {
+                to_start = avg / 2.0;
+            }
+            if is_counter && h.count > 0.0 && hw[0].1.count >= 0.0 {
+                let to_zero = sampled * (hw[0].1.count / h.count);
+                if to_zero < to_start {
+                    to_start = to_zero;
+                }
+            }
+            if to_end >= threshold {
+                to_end = avg / 2.0;
+            }
+            let mut factor = if sampled != 0.0 {
+                (sampled + to_start + to_end) / sampled
+            } else {
+                1.0
+            };
+            if f == Rate {
+                factor /= w.range as f64 / 1000.0;
+            }
+            h.mul(factor);
+            Some(Point::H(Arc::new(h)))
+        }
+        Irate | Idelta => {
+            let is_rate = f == Irate;
+            // The last two samples of either kind.
+            let mut last: Vec<(i64, Option<&Hist>, f64)> = Vec::new();
+            for p in fl.iter().rev().take(2) {
+                last.push((p.0, None, p.1));
+            }
+            for p in hw.iter().rev().take(2) {
+                last.push((p.0, Some(&p.1), 0.0));
+            }
+            last.sort_by_key(|p| std::cmp::Reverse(p.0));
+            if last.len() < 2 {
+                return Ok(None);
+            }
+            let (cur, prev) = (last[0], last[1]);
+            let interval = cur.0 - prev.0;
+            if interval == 0 {
+                return Ok(None);
+            }
+            match (cur.1, prev.1) {
+                (Some(ch), Some(ph)) => {
+                    let mut r = (**ch).clone();
+                    let gauge =
+                        |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
+                    if is_rate && (gauge(ch) || gauge(ph)) {
+                        annos.warn(
+                            format!("this native histogram metric is not a counter: {name:?}"),
+                            pos,
+                        );
+                    }
+                    if !is_rate && (!gauge(ch) || !gauge(ph)) {
+                        annos.warn(
+                            format!("this native histogram metric is not a gauge: {name:?}"),
+                            pos,
+                        );
+                    }
+                    if !is_rate || !ch.detect_reset(ph) {
+                        match r.sub(ph) {
+                            Err(_) => {
+                                annos.warn(exp_custom(), pos);
+                                return Ok(None);
+                            }
+                            Ok((_, true)) => annos.info(
+                                "mismatched custom buckets were reconciled during subtraction",
+                                pos,
+                            ),
+                            Ok(_) => {}
+                        }
+                    }
+                    r.counter_reset_hint = CounterResetHint::Gauge;
+                    r.compact(0);
+                    if is_rate {
+                        r.div(interval as f64 / 1000.0);
+                    }
+                    Some(Point::H(Arc::new(r)))
+                }
+                (None, None) => {
+                    let mut v = cur.2 - prev.2;
+                    if is_rate && cur.2 < prev.2 {
+                        v = cur.2;
+                    }
+                    if is_rate {
+                        v /= interval as f64 / 1000.0;
+                    }
+                    Some(Point::F(v))
+                }
+                _ => {
+                    annos.warn(mixed(), pos);
+                    None
+                }
+            }
+        }
+        SumOverTime | AvgOverTime => {
+            if !fl.is_empty() {
+                annos.warn(mixed(), pos);
+                return Ok(None);
+            }
+            let mut acc = HistSum::new(&hw[0].1);
+            let (mut reset, mut not_reset) = (false, false);
+            let mut track = |h: &FloatHistogram| match h.counter_reset_hint {
+                CounterResetHint::Reset => reset = true,
+                CounterResetHint::NotReset => not_reset = true,
+                _ => {}
+            };
+            track(&hw[0].1);
+            for (_, h) in &hw[1..] {
+                track(h);
+                if acc.add(h, f == AvgOverTime).is_err() {
+                    annos.warn(exp_custom(), pos);
+                    return Ok(None);
+                }
+            }
+            if reset && not_reset {
+                annos.warn(
+                    "conflicting counter resets during histogram aggregation",
+                    pos,
+                );
+            }
+            if acc.reconciled {
+                annos.info(
+                    "mismatched custom buckets were reconciled during aggregation",
+                    pos,
+                );
+            }
+            let sum = if f == AvgOverTime {
+                acc.avg()
+            } else {
+                acc.sum()
+            };
+            Some(Point::H(Arc::new(sum)))
+        }
+        CountOverTime => Some(Point::F((fl.len() + hw.len()) as f64)),
+        PresentOverTime => Some(Point::F(1.0)),
+        LastOverTime => {
+            let h = &hw[hw.len() - 1];
+            match fl.last() {
+                Some(p) if p.0 > h.0 => Some(Point::F(p.1)),
+                _ => Some(Point::H(h.1.clone())),
+            }
+        }
+        FirstOverTime => {
+            let h = &hw[0];
+            match fl.first() {
+                Some(p) if p.0 < h.0 => Some(Point::F(p.1)),
+                _ => Some(Point::H(h.1.clone())),
+            }
+        }
+        Changes | Resets => {
+            let mut all: Vec<(i64, Option<&Hist>, f64)> =
+                fl.iter().map(|p| (p.0, None, p.1)).collect();
+            all.extend(hw.iter().map(|p| (p.0, Some(&p.1), 0.0)));
+            all.sort_by_key(|p| p.0);
+            let mut n = 0;
+            for pair in all.windows(2) {
+                let (prev, cur) = (pair[0], pair[1]);
+                let hit = match (prev.1, cur.1) {
+                    (None, None) => {
+                        if f == Changes {
+                            cur.2 != prev.2 && !(cur.2.is_nan() && prev.2.is_nan())
+                        } else {
+                            cur.2 < prev.2
+                        }
+                    }
+                    (Some(p), Some(c)) => {
+                        if f == Changes {
+                            !c.equals(p)
+                        } else {
+                            c.detect_reset(p)
+                        }
+                    }
+                    _ => true,
+                };
+                if hit {
+                    n += 1;
+                }
+            }
+            Some(Point::F(f64::from(n)))
+        }
+        AbsentOverTime => Some(Point::F(1.0)),
+        TsOfFirstOverTime => {
+            let t = fl.first().map_or(i64::MAX, |p| p.0).min(hw[0].0);
+            Some(Point::F(t as f64 / 1000.0))
+        }
+        TsOfLastOverTime => {
+            let t = fl.last().map_or(i64::MIN, |p| p.0).max(hw[hw.len() - 1].0);
+            Some(Point::F(t as f64 / 1000.0))
+        }
+        _ => {
+            // Float-only functions: histograms are ignored.
+            if fl.is_empty() {
+                return Ok(None);
+            }
+            annos.info(ignored(), pos);
+            return Ok(range_value(f, w, annos, c)?.map(Point::F));
+        }
+    })
+}
+
+/// Prometheus' `histogramRate`: the increase of a histogram counter (or
+/// the delta of a gauge histogram) over `points`, with counter resets
+/// handled bucket by bucket. `None` (with an annotation) when the window
+/// cannot be combined.
+fn histogram_rate(
+    points: &[(i64, Hist)],
+    is_counter: bool,
+    annos: &mut crate::annotations::Annotations,
+    name: &str,
+    pos: usize,
+) -> Option<FloatHistogram> {
+    let gauge = |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
+    let exp_custom = format!(
+        "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}"
+    );
+    let not_counter = format!("this native histogram metric is not a counter: {name:?}");
+    let first = &points[0].1;
+    let last = &points[points.len() - 1].1;
+    let mut prev: FloatHistogram = (**first).clone();
+    let mut custom = prev.uses_custom_buckets();
+    if is_counter && (gauge(first) || gauge(last)) {
+        annos.warn(not_counter.clone(), pos);
+    }
+    if is_counter && points.len() > 1 {
+        let second = &points[1].1;
+        if second.detect_reset(&prev) {
+            prev = FloatHistogram {
+                schema: second.schema,
+                custom_values: second.custom_values.clone(),
+                ..Default::default()
+            };
+            custom = second.uses_custom_buckets();
+        }
+    }
+    if last.uses_custom_buckets() != custom {
+        annos.warn(exp_custom, pos);
+        return None;
+    }
+    let mut min_schema = last.schema.min(prev.schema);
+    for (_, cur) in &points[1..points.len() - 1] {
+        if !is_counter {
+            continue;
+        }
+        if gauge(cur) {
+            annos.warn(not_counter.clone(), pos);
+        }
+        min_schema = min_schema.min(cur.schema);
+        if cur.uses_custom_buckets() != custom {
+            annos.warn(exp_custom, pos);
+            return None;
+        }
+    }
+    let mut h = (**last).clone();
+    h.reduce_resolution(min_schema);
+    match h.sub(&prev) {
+        Err(_) => {
+            annos.warn(exp_custom, pos);
+            return None;
+        }
+        Ok((_, true)) => annos.info(
+            "mismatched custom buckets were reconciled during subtraction",
+            pos,
+        ),
+        Ok(_) => {}
+    }
+    if is_counter {
+        let mut prev_ref: &FloatHistogram = &prev;
+        for (_, cur) in &points[1..] {
+            if cur.detect_reset(prev_ref) {
+                match h.add(prev_ref) {
+                    Err(_) => {
+                        annos.warn(exp_custom, pos);
+                        return None;
+                    }
+                    Ok((_, true)) => annos.info(
+                        "mismatched custom buckets were reconciled during addition",
+                        pos,
+                    ),
+                    Ok(_) => {}
+                }
+            }
+            prev_ref = cur;
+        }
+    } else if !gauge(first) || !gauge(last) {
+        annos.warn(
+            format!("this native histogram metric is not a gauge: {name:?}"),
+            pos,
+        );
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    h.compact(0);
+    Some(h)
+}
 
 /// Evaluates `f` over one window. `None` means no output for this step.
 fn range_value(
@@ -718,6 +1541,7 @@ pub(crate) struct HistState {
 
 fn out_sample(el: &ESample, f: f64, delayed: bool) -> ESample {
     ESample {
+        h: None,
         metric: if delayed {
             el.metric.clone()
         } else {
@@ -963,6 +1787,7 @@ pub(crate) fn instant_call(
                     drop_metadata_arc(&metric)
                 };
                 out.push(ESample {
+                    h: None,
                     metric,
                     t: ctx.ts,
                     f: val,
@@ -983,6 +1808,7 @@ pub(crate) fn instant_call(
                     drop_metadata_arc(&metric)
                 };
                 out.push(ESample {
+                    h: None,
                     metric,
                     t: ctx.ts,
                     f: val,
@@ -1031,6 +1857,7 @@ pub(crate) fn instant_call(
                         drop_metadata_arc(metric)
                     };
                     out.push(ESample {
+                        h: None,
                         metric: Arc::new(set_label(&base, label, &qstr)),
                         t: ctx.ts,
                         f: val,
@@ -1053,6 +1880,160 @@ pub(crate) fn instant_call(
     Ok(())
 }
 
+/// A native histogram and classic buckets of the same series (same labels
+/// once `le` is removed) cannot both feed `histogram_quantile` /
+/// `histogram_fraction`: Prometheus warns and drops both. Returns the
+/// operands without them, or `None` when there is no such mix.
+fn drop_mixed_histograms(
+    c: &CallNode,
+    v: &[Vec<ESample>],
+    ctx: &mut StepCtx,
+) -> Option<Vec<Vec<ESample>>> {
+    let hi = match c.func {
+        Func::HistogramQuantile => 1,
+        Func::HistogramFraction => 2,
+        Func::HistogramQuantiles => 0,
+        _ => return None,
+    };
+    let input = v.get(hi)?;
+    if !input.iter().any(|s| s.h.is_some()) || input.iter().all(|s| s.h.is_some()) {
+        return None;
+    }
+    let classic: std::collections::HashSet<Labels> = input
+        .iter()
+        .filter(|s| s.h.is_none() && s.metric.get("le").and_then(parse_go_float).is_some())
+        .map(|s| filter_labels(&s.metric, |n| n != "le"))
+        .collect();
+    let mixed: Vec<Labels> = input
+        .iter()
+        .filter(|s| s.h.is_some() && classic.contains(&*s.metric))
+        .map(|s| (*s.metric).clone())
+        .collect();
+    if mixed.is_empty() {
+        return None;
+    }
+    let pos = c.args.get(hi).map_or(0, |a| a.pos);
+    for m in &mixed {
+        let name = if ctx.delayed { m.metric_name() } else { "" };
+        let mut msg = "vector contains a mix of classic and native histograms".to_string();
+        if !name.is_empty() {
+            msg.push_str(&format!(" for metric name {name:?}"));
+        }
+        ctx.annos.warn(msg, pos);
+    }
+    let mut out = v.to_vec();
+    out[hi].retain(|s| {
+        if s.h.is_some() {
+            !mixed.contains(&*s.metric)
+        } else {
+            !mixed.contains(&filter_labels(&s.metric, |n| n != "le"))
+        }
+    });
+    Some(out)
+}
+
+/// The native-histogram part of the histogram functions: every histogram
+/// sample of the histogram argument yields one float. Float samples are left
+/// to [`instant_call`] (classic buckets for quantile/fraction, nothing for
+/// the others).
+fn native_histogram_call(
+    c: &CallNode,
+    v: &[Vec<ESample>],
+    ctx: &mut StepCtx,
+    out: &mut Vec<ESample>,
+) {
+    use Func::*;
+    let scalar = |i: usize| v.get(i).and_then(|x| x.first()).map_or(f64::NAN, |s| s.f);
+    let hi = match c.func {
+        HistogramQuantile => 1,
+        HistogramFraction => 2,
+        _ => 0,
+    };
+    let pos = c.args.get(hi).map_or(0, |a| a.pos);
+    let Some(input) = v.get(hi) else {
+        return;
+    };
+    for el in input {
+        let Some(h) = &el.h else {
+            continue;
+        };
+        let name = if ctx.delayed {
+            el.metric.metric_name().to_string()
+        } else {
+            String::new()
+        };
+        let for_name = |msg: &str| {
+            if name.is_empty() {
+                msg.to_string()
+            } else {
+                format!("{msg} for metric name {name:?}")
+            }
+        };
+        let metric = if ctx.delayed {
+            el.metric.clone()
+        } else {
+            drop_metadata_arc(&el.metric)
+        };
+        let mut emit = |metric: Metric, f: f64| {
+            out.push(ESample {
+                h: None,
+                metric,
+                t: ctx.ts,
+                f,
+                drop_name: true,
+            })
+        };
+        match c.func {
+            HistogramCount => emit(metric, h.count),
+            HistogramSum => emit(metric, h.sum),
+            HistogramAvg => emit(metric, h.sum / h.count),
+            HistogramStdvar => emit(metric, crate::quantile::native_variance(h)),
+            HistogramStddev => emit(metric, crate::quantile::native_variance(h).sqrt()),
+            HistogramQuantile => {
+                let (val, nan, skew) = crate::quantile::native_quantile(scalar(0), h);
+                if nan {
+                    ctx.annos.info(
+                        for_name("input to histogram_quantile has NaN observations, result is NaN"),
+                        pos,
+                    );
+                }
+                if skew {
+                    ctx.annos.info(for_name("input to histogram_quantile has NaN observations, result is skewed higher"), pos);
+                }
+                emit(metric, val);
+            }
+            HistogramQuantiles => {
+                let label = str_arg(&c.args[1]).0;
+                for i in 2..c.args.len() {
+                    let q = scalar(i);
+                    let (val, nan, skew) = crate::quantile::native_quantile(q, h);
+                    if nan {
+                        ctx.annos.info(
+                            for_name(
+                                "input to histogram_quantile has NaN observations, result is NaN",
+                            ),
+                            pos,
+                        );
+                    }
+                    if skew {
+                        ctx.annos.info(for_name("input to histogram_quantile has NaN observations, result is skewed higher"), pos);
+                    }
+                    let qstr = crate::util::fmt_openmetrics_float(q);
+                    emit(Arc::new(set_label(&metric, label, &qstr)), val);
+                }
+            }
+            HistogramFraction => {
+                let (val, nans) = crate::quantile::native_fraction(scalar(0), scalar(1), h);
+                if nans {
+                    ctx.annos.info(for_name("input to histogram_fraction has NaN observations, which are excluded from all fractions"), pos);
+                }
+                emit(metric, val);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Groups classic histogram bucket samples by their labels minus `le`.
 fn group_buckets(
     v: &[ESample],
@@ -1062,7 +2043,7 @@ fn group_buckets(
 ) -> Vec<(Metric, Vec<Bucket>)> {
     let mut order: Vec<(Metric, Vec<Bucket>)> = Vec::new();
     let mut idx: HashMap<Vec<u8>, usize> = HashMap::new();
-    for s in v {
+    for s in v.iter().filter(|s| s.h.is_none()) {
         let le = s.metric.get("le").unwrap_or("");
         let Some(upper) = parse_go_float(le) else {
             let name = if ctx.delayed {

@@ -193,6 +193,163 @@ pub(crate) fn tokenize(q: &str) -> Vec<Tok<'_>> {
     out
 }
 
+/// Rewrites the trim operators `>/` and `</`, which promql-parser 0.11.1
+/// cannot parse, into `>=` and `<=`: same length (so every position in the
+/// text stays valid for annotations) and same precedence (Prometheus puts
+/// the trim operators on the comparison level). Returns the rewritten text
+/// and the offsets of the rewritten operators, so the AST converter can turn
+/// exactly those back into trim operators; `None` when there are none.
+///
+/// Only a `>`/`<` operator token immediately followed by a `/` operator
+/// token is rewritten, as Prometheus' lexer reads it; `>` then `/` is
+/// invalid PromQL otherwise, so no valid query changes meaning.
+pub(crate) fn rewrite_trim_ops(q: &str) -> Option<(String, Vec<usize>)> {
+    let toks = tokenize(q);
+    let pos: Vec<usize> = toks
+        .windows(2)
+        .filter(|w| {
+            w[0].kind == TokKind::Op
+                && (w[0].text == ">" || w[0].text == "<")
+                && w[1].kind == TokKind::Op
+                && w[1].text == "/"
+                && w[1].start == w[0].start + 1
+        })
+        .map(|w| w[0].start)
+        .collect();
+    if pos.is_empty() {
+        return None;
+    }
+    let mut b = q.as_bytes().to_vec();
+    for &p in &pos {
+        b[p + 1] = b'=';
+    }
+    Some((String::from_utf8(b).ok()?, pos))
+}
+
+/// Blanks the experimental range modifiers `anchored` and `smoothed`
+/// directly after a range (`x[5m] anchored`), which promql-parser cannot
+/// parse, with spaces (so positions stay valid). Returns the text and the
+/// offsets of the ranges' `[` with their modifier; `None` when there are none.
+pub(crate) fn rewrite_range_modifiers(
+    q: &str,
+) -> Option<(String, Vec<(usize, crate::ast::RangeExt)>)> {
+    use crate::ast::RangeExt;
+    let toks = tokenize(q);
+    let mut found = Vec::new();
+    let mut b = q.as_bytes().to_vec();
+    for (i, w) in toks.windows(2).enumerate() {
+        if w[1].kind != TokKind::Ident {
+            continue;
+        }
+        let ext = if w[1].text.eq_ignore_ascii_case("anchored") {
+            RangeExt::Anchored
+        } else if w[1].text.eq_ignore_ascii_case("smoothed") {
+            RangeExt::Smoothed
+        } else {
+            continue;
+        };
+        if w[0].kind == TokKind::Bracket {
+            found.push((w[0].start, ext));
+        } else if ext == RangeExt::Smoothed
+            && matches!(
+                w[0].kind,
+                TokKind::Ident | TokKind::Brace | TokKind::Number | TokKind::RParen
+            )
+            && !toks.get(i + 2).is_some_and(|n| {
+                matches!(n.kind, TokKind::LParen | TokKind::Brace | TokKind::Bracket)
+            })
+        {
+            // `metric smoothed` (instant vector, possibly after offset/@):
+            // recorded at the keyword itself.
+            found.push((w[1].start, RangeExt::SmoothedInstant));
+        } else {
+            continue;
+        }
+        for x in &mut b[w[1].start..w[1].start + w[1].text.len()] {
+            *x = b' ';
+        }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    Some((String::from_utf8(b).ok()?, found))
+}
+
+/// Puts range modifiers back after the brackets at `ordinals` (indexes
+/// among all `[...]` groups) of a printed query.
+pub(crate) fn restore_range_modifiers(
+    printed: &str,
+    ordinals: &[(usize, crate::ast::RangeExt)],
+) -> String {
+    let mut out = String::with_capacity(printed.len() + 16);
+    let mut last = 0;
+    let brackets = tokenize(printed)
+        .into_iter()
+        .filter(|t| t.kind == TokKind::Bracket);
+    for (i, t) in brackets.enumerate() {
+        if let Some((_, e)) = ordinals.iter().find(|(o, _)| *o == i) {
+            let end = t.start + t.text.len();
+            out.push_str(&printed[last..end]);
+            out.push_str(match e {
+                crate::ast::RangeExt::Smoothed => " smoothed",
+                _ => " anchored",
+            });
+            last = end;
+        }
+    }
+    out.push_str(&printed[last..]);
+    out
+}
+
+/// Which `[...]` groups (by ordinal) of a text start at the given offsets.
+pub(crate) fn bracket_ordinals(
+    text: &str,
+    found: &[(usize, crate::ast::RangeExt)],
+) -> Vec<(usize, crate::ast::RangeExt)> {
+    tokenize(text)
+        .into_iter()
+        .filter(|t| t.kind == TokKind::Bracket)
+        .enumerate()
+        .filter_map(|(i, t)| {
+            found
+                .iter()
+                .find(|(p, _)| *p == t.start)
+                .map(|(_, e)| (i, *e))
+        })
+        .collect()
+}
+
+/// The `>=`/`<=` operator tokens of `q`, in order.
+fn ge_le_tokens(q: &str) -> Vec<Tok<'_>> {
+    tokenize(q)
+        .into_iter()
+        .filter(|t| t.kind == TokKind::Op && (t.text == ">=" || t.text == "<="))
+        .collect()
+}
+
+/// Which `>=`/`<=` operators (by ordinal) of a rewritten query were trim
+/// operators (see [`rewrite_trim_ops`]).
+pub(crate) fn trim_ordinals(rewritten: &str, pos: &[usize]) -> Vec<usize> {
+    ge_le_tokens(rewritten)
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| pos.contains(&t.start))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Turns the `>=`/`<=` operators at `ordinals` of a printed query back into
+/// trim operators. Printing keeps the operators in source order.
+pub(crate) fn restore_trim_ops(printed: &str, ordinals: &[usize]) -> String {
+    let mut b = printed.as_bytes().to_vec();
+    for (i, t) in ge_le_tokens(printed).iter().enumerate() {
+        if ordinals.contains(&i) {
+            b[t.start + 1] = b'/';
+        }
+    }
+    String::from_utf8(b).unwrap_or_else(|_| printed.to_string())
+}
+
 /// A cursor over the tokens, used while converting the AST.
 pub(crate) struct Cursor<'a> {
     toks: Vec<Tok<'a>>,
@@ -517,5 +674,45 @@ mod tests {
     fn line_col_is_one_based() {
         assert_eq!(line_col("abc", 0), "1:1");
         assert_eq!(line_col("a\nbc", 3), "2:2");
+    }
+
+    #[test]
+    fn trim_operators_are_rewritten_and_restored() {
+        let q = r#"h >/ 1 + (x{a=">/"} </ 2) >= 3"#;
+        let (text, pos) = rewrite_trim_ops(q).unwrap();
+        assert_eq!(text, r#"h >= 1 + (x{a=">/"} <= 2) >= 3"#);
+        assert_eq!(pos, vec![2, 20]);
+        let ords = trim_ordinals(&text, &pos);
+        assert_eq!(ords, vec![0, 1]);
+        // Printing may change spacing and parentheses, not operator order.
+        assert_eq!(
+            restore_trim_ops("h >= 1 + (x{a=\">/\"} <= 2) >= 3", &ords),
+            "h >/ 1 + (x{a=\">/\"} </ 2) >= 3"
+        );
+        assert_eq!(rewrite_trim_ops("a > /b/"), None);
+        assert_eq!(rewrite_trim_ops("a >= b"), None);
+    }
+
+    #[test]
+    fn range_modifiers_are_blanked_and_restored() {
+        use crate::ast::RangeExt;
+        let q = "rate(x[1m] anchored) + increase(y[5m:1m]) - delta(z[2m] SMOOTHED)";
+        let (text, found) = rewrite_range_modifiers(q).unwrap();
+        assert_eq!(text.len(), q.len());
+        assert_eq!(
+            text,
+            "rate(x[1m]         ) + increase(y[5m:1m]) - delta(z[2m]         )"
+        );
+        assert_eq!(
+            found,
+            vec![(6, RangeExt::Anchored), (51, RangeExt::Smoothed)]
+        );
+        let ords = bracket_ordinals(&text, &found);
+        assert_eq!(ords, vec![(0, RangeExt::Anchored), (2, RangeExt::Smoothed)]);
+        assert_eq!(
+            restore_range_modifiers("rate(x[1m]) + increase(y[5m:1m]) - delta(z[2m])", &ords),
+            "rate(x[1m] anchored) + increase(y[5m:1m]) - delta(z[2m] smoothed)"
+        );
+        assert_eq!(rewrite_range_modifiers("x anchored"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! A PromQL engine with Prometheus 3.x semantics for float samples.
+//! A PromQL engine with Prometheus 3.x semantics for float samples and
+//! native histograms.
 //!
 //! # Main types
 //!
@@ -10,10 +11,13 @@
 //!   itself. [`MemStorage`] is an in-memory implementation for tests and the
 //!   promqltest harness.
 //! - Results are [`QueryResult`]s holding a [`Value`] (scalar, string,
-//!   instant vector or matrix) plus warnings and infos; failures are
+//!   instant vector or matrix; samples and series carry floats or
+//!   [`FloatHistogram`]s) plus warnings and infos; failures are
 //!   [`QueryError`]s that map onto the Prometheus API error types.
 //! - [`parse`] and [`format_query`] expose the guarded parser
-//!   (promql-parser 0.11.1 behind length and nesting-depth limits).
+//!   (promql-parser 0.11.1 behind length and nesting-depth limits, plus
+//!   Prometheus' histogram trim operators `</` and `>/`, which it lacks).
+//! - [`FloatHistogram`] (module [`histogram`]) is a native histogram sample.
 //!
 //! # Evaluation model
 //!
@@ -35,14 +39,19 @@
 //! (experimental ones behind a flag), classic-histogram `histogram_quantile`
 //! and `histogram_fraction`, delayed `__name__` removal, Prometheus' sample
 //! counting for `max_samples`, and annotations with source positions.
-//! Native histograms are not supported.
+//! Native histograms ([`FloatHistogram`]) flow through selectors, the
+//! histogram functions, rate-like functions, `*_over_time`, aggregations and
+//! binary operators as in Prometheus 3.x (see the `histogram` module).
 
 mod aggr;
 mod annotations;
 mod ast;
 mod binop;
+mod durexpr;
 pub mod engine;
 mod functions;
+pub mod histogram;
+mod info;
 mod lex;
 pub mod parser;
 pub mod promqltest;
@@ -52,6 +61,7 @@ mod util;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, QueryError, QueryResult};
+pub use histogram::FloatHistogram;
 pub use parser::{format_query, parse};
 pub use storage::{MemStorage, Queryable, SelectHints, SelectResult, StorageError, StorageSeries};
 pub use value::{Sample, Series, Value};

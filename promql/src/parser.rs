@@ -19,6 +19,21 @@ use crate::lex;
 /// Parses `query` after checking it against the length and depth limits in
 /// `opts`. All failures are [`QueryError::BadData`].
 pub fn parse(query: &str, opts: &EngineOptions) -> Result<Expr, QueryError> {
+    parse_with_trims(query, opts).map(|(e, _)| e)
+}
+
+/// A query with its trim operators rewritten for promql-parser, and their
+/// offsets (see [`crate::lex::rewrite_trim_ops`]).
+pub(crate) type TrimRewrite = (String, Vec<usize>);
+
+/// [`parse`], also accepting Prometheus' trim operators `>/` and `</`: they
+/// are handed to promql-parser as `>=`/`<=` (see
+/// [`crate::lex::rewrite_trim_ops`]); the rewritten text and the offsets of
+/// the trim operators are returned for the AST converter.
+pub(crate) fn parse_with_trims(
+    query: &str,
+    opts: &EngineOptions,
+) -> Result<(Expr, Option<TrimRewrite>), QueryError> {
     if query.len() > opts.max_query_length {
         return Err(QueryError::BadData(format!(
             "query is too long: {} bytes, the limit is {} bytes",
@@ -36,7 +51,9 @@ pub fn parse(query: &str, opts: &EngineOptions) -> Result<Expr, QueryError> {
             "parse error: no expression found in input".into(),
         ));
     }
-    let parsed = catch_unwind(AssertUnwindSafe(|| promql_parser::parser::parse(query)));
+    let trims = lex::rewrite_trim_ops(query);
+    let text = trims.as_ref().map_or(query, |t| t.0.as_str());
+    let parsed = catch_unwind(AssertUnwindSafe(|| promql_parser::parser::parse(text)));
     let expr = match parsed {
         Ok(Ok(e)) => e,
         Ok(Err(msg)) => return Err(QueryError::BadData(format!("parse error: {msg}"))),
@@ -47,7 +64,7 @@ pub fn parse(query: &str, opts: &EngineOptions) -> Result<Expr, QueryError> {
     if ast::depth(&expr) > opts.max_query_depth {
         return Err(too_deep(opts));
     }
-    Ok(expr)
+    Ok((expr, trims))
 }
 
 fn too_deep(opts: &EngineOptions) -> QueryError {
@@ -61,9 +78,14 @@ fn too_deep(opts: &EngineOptions) -> QueryError {
 /// `/api/v1/format_query` does: one expression, split over lines and indented
 /// when it is longer than 100 characters.
 pub fn format_query(query: &str, opts: &EngineOptions) -> Result<String, QueryError> {
-    let expr = parse(query, opts)?;
-    catch_unwind(AssertUnwindSafe(|| expr.prettify()))
-        .map_err(|_| QueryError::BadData("parse error: cannot format query".into()))
+    let (expr, trims) = parse_with_trims(query, opts)?;
+    let out = catch_unwind(AssertUnwindSafe(|| expr.prettify()))
+        .map_err(|_| QueryError::BadData("parse error: cannot format query".into()))?;
+    // promql-parser printed the trim operators as `>=`/`<=`: put them back.
+    Ok(match trims {
+        Some((text, pos)) => lex::restore_trim_ops(&out, &lex::trim_ordinals(&text, &pos)),
+        None => out,
+    })
 }
 
 #[cfg(test)]
@@ -75,6 +97,9 @@ mod tests {
         let o = EngineOptions::default();
         assert!(parse("sum by (job) (rate(foo[5m]))", &o).is_ok());
         assert_eq!(format_query("sum(foo)", &o).unwrap(), "sum(foo)");
+        // Trim operators parse (promql-parser lacks them) and print back.
+        assert!(parse("h >/ 1", &o).is_ok());
+        assert_eq!(format_query("h </ 1 >= 2", &o).unwrap(), "h </ 1 >= 2");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::cmp::Ordering;
 
+use crate::histogram::{Bucket as HBucket, FloatHistogram};
+
 /// Relative tolerance below which neighbouring bucket counts are considered
 /// equal (floating point noise), as in Prometheus.
 const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
@@ -250,6 +252,226 @@ pub(crate) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [Bucket]) ->
         upper_rank = count;
     }
     (upper_rank - lower_rank) / count
+}
+
+/// `histogram_quantile` of a native histogram (Prometheus'
+/// `HistogramQuantile`). Returns the value and whether NaN observations made
+/// the result NaN (`.1`) or skewed it (`.2`).
+pub(crate) fn native_quantile(q: f64, h: &FloatHistogram) -> (f64, bool, bool) {
+    if q < 0.0 {
+        return (f64::NEG_INFINITY, false, false);
+    }
+    if q > 1.0 {
+        return (f64::INFINITY, false, false);
+    }
+    if h.count == 0.0 || q.is_nan() {
+        return (f64::NAN, false, false);
+    }
+    let mut all = h.all_buckets();
+    let forward = h.sum.is_nan() || q < 0.5;
+    let mut rank = if forward {
+        q * h.count
+    } else {
+        all.reverse();
+        (1.0 - q) * h.count
+    };
+    let mut count = 0.0;
+    let mut pos = 0;
+    let mut bucket: Option<HBucket> = None;
+    while pos < all.len() {
+        let b = all[pos];
+        pos += 1;
+        if b.count == 0.0 {
+            continue;
+        }
+        bucket = Some(b);
+        count += b.count;
+        if count >= rank {
+            break;
+        }
+    }
+    let Some(mut b) = bucket else {
+        // No populated bucket: the observations are all NaN (or the
+        // histogram is inconsistent).
+        if h.sum.is_nan() {
+            return (f64::NAN, true, false);
+        }
+        return (all.last().map_or(0.0, |b| b.upper), false, false);
+    };
+    if !h.uses_custom_buckets() && b.lower < 0.0 && b.upper > 0.0 {
+        if h.negative_buckets.is_empty() && !h.positive_buckets.is_empty() {
+            b.lower = 0.0;
+        } else if h.positive_buckets.is_empty() && !h.negative_buckets.is_empty() {
+            b.upper = 0.0;
+        }
+    } else if h.uses_custom_buckets() {
+        if b.lower == f64::NEG_INFINITY {
+            if b.upper <= 0.0 {
+                return (b.upper, false, false);
+            }
+            b.lower = 0.0;
+        } else if b.upper == f64::INFINITY {
+            return (b.lower, false, false);
+        }
+    }
+    if count > h.count {
+        count = h.count;
+    }
+    if count < rank {
+        if h.sum.is_nan() {
+            return (f64::NAN, true, false);
+        }
+        return (b.upper, false, false);
+    }
+    if forward {
+        rank -= count - b.count;
+    } else {
+        rank = count - rank;
+    }
+    let mut skew = false;
+    if h.sum.is_nan() {
+        let rest: f64 = all[pos..].iter().map(|b| b.count).sum();
+        if count + rest < h.count {
+            skew = true;
+        }
+    }
+    let fraction = rank / b.count;
+    if h.uses_custom_buckets() || (b.lower <= 0.0 && b.upper >= 0.0) {
+        return (b.lower + (b.upper - b.lower) * fraction, false, skew);
+    }
+    let log_lower = b.lower.abs().log2();
+    let log_upper = b.upper.abs().log2();
+    if b.lower > 0.0 {
+        return (
+            (log_lower + (log_upper - log_lower) * fraction).exp2(),
+            false,
+            skew,
+        );
+    }
+    (
+        -(log_upper + (log_lower - log_upper) * (1.0 - fraction)).exp2(),
+        false,
+        skew,
+    )
+}
+
+/// The fraction of bucket `b` below `v`, linearly or on a log scale.
+fn fraction_below(b: &HBucket, v: f64, linear: bool) -> f64 {
+    if linear {
+        return (v - b.lower) / (b.upper - b.lower);
+    }
+    let log_lower = b.lower.abs().log2();
+    let log_upper = b.upper.abs().log2();
+    let log_v = v.abs().log2();
+    if v > 0.0 {
+        return (log_v - log_lower) / (log_upper - log_lower);
+    }
+    1.0 - ((log_v - log_upper) / (log_lower - log_upper))
+}
+
+/// `histogram_fraction` of a native histogram (Prometheus'
+/// `HistogramFraction`). The flag reports excluded NaN observations.
+pub(crate) fn native_fraction(lower: f64, upper: f64, h: &FloatHistogram) -> (f64, bool) {
+    if h.count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return (f64::NAN, false);
+    }
+    if lower >= upper {
+        return (0.0, false);
+    }
+    let all = h.all_buckets();
+    let (mut count, mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    let mut pos = 0;
+    while pos < all.len() {
+        let mut b = all[pos];
+        pos += 1;
+        count += b.count;
+        let mut zero_bucket = false;
+        if b.lower <= 0.0 && b.upper >= 0.0 {
+            zero_bucket = true;
+            if h.negative_buckets.is_empty() && !h.positive_buckets.is_empty() {
+                b.lower = 0.0;
+            } else if h.positive_buckets.is_empty() && !h.negative_buckets.is_empty() {
+                b.upper = 0.0;
+            }
+        }
+        let interp = |v: f64| -> f64 {
+            if h.uses_custom_buckets() || zero_bucket {
+                if b.lower == f64::NEG_INFINITY {
+                    return b.count;
+                }
+                rank + b.count * fraction_below(&b, v, true)
+            } else {
+                rank + b.count * fraction_below(&b, v, false)
+            }
+        };
+        if !lower_set && b.lower >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && b.lower >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && b.lower < lower && b.upper > lower {
+            lower_rank = interp(lower);
+            lower_set = true;
+        }
+        if !upper_set && b.lower < upper && b.upper > upper {
+            upper_rank = interp(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank += b.count;
+    }
+    let mut nans = false;
+    if h.sum.is_nan() {
+        count += all[pos..].iter().map(|b| b.count).sum::<f64>();
+        if count < h.count {
+            nans = true;
+        }
+    } else {
+        count = h.count;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    ((upper_rank - lower_rank) / h.count, nans)
+}
+
+/// Variance of the observations in a native histogram, estimated from
+/// bucket midpoints (arithmetic for custom buckets, geometric otherwise).
+pub(crate) fn native_variance(h: &FloatHistogram) -> f64 {
+    let mean = h.sum / h.count;
+    let (mut var, mut c) = (0.0, 0.0);
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        let val = if h.uses_custom_buckets() {
+            (b.upper + b.lower) / 2.0
+        } else if b.lower <= 0.0 && b.upper >= 0.0 {
+            0.0
+        } else {
+            let v = (b.upper * b.lower).sqrt();
+            if b.upper < 0.0 {
+                -v
+            } else {
+                v
+            }
+        };
+        let d = val - mean;
+        (var, c) = crate::util::kahan_inc(b.count * d * d, var, c);
+    }
+    (var + c) / h.count
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use strata_tsdb::labels::{Labels, Matcher};
 
+use crate::histogram::FloatHistogram;
+
 /// Planning hints for one `select` call, mirroring Prometheus' `SelectHints`.
 #[derive(Clone, Debug, Default)]
 pub struct SelectHints {
@@ -31,11 +33,19 @@ pub struct SelectHints {
 }
 
 /// One series as storage returns it.
-#[derive(Clone, Debug)]
+///
+/// Float samples and native-histogram samples are kept in two sorted lists
+/// (as Prometheus' `promql.Series` does) rather than one list of an enum, so
+/// the many float-only paths stay as they are and a store without
+/// histograms just leaves `histograms` empty. A timestamp is in at most one
+/// of the lists; a staleness marker is always a float sample.
+#[derive(Clone, Debug, Default)]
 pub struct StorageSeries {
     pub labels: Labels,
     /// Sorted by timestamp; staleness markers are included as ordinary samples.
     pub samples: Vec<(i64, f64)>,
+    /// Native histogram samples, sorted by timestamp.
+    pub histograms: Vec<(i64, FloatHistogram)>,
 }
 
 /// The answer to one `select`.
@@ -65,9 +75,38 @@ pub trait Queryable: Send + Sync {
 ///
 /// Series are kept in a `BTreeMap` keyed by label set, which is exactly the
 /// order `select` must return them in.
+///
+/// Histogram samples are returned with the counter reset hint Prometheus'
+/// TSDB would give them when reading them back from its chunks (see
+/// [`chunk_hints`]), because query results (and the conformance tests)
+/// depend on it.
 #[derive(Default)]
 pub struct MemStorage {
-    series: BTreeMap<Labels, Vec<(i64, f64)>>,
+    series: BTreeMap<Labels, MemSeries>,
+}
+
+#[derive(Default)]
+struct MemSeries {
+    floats: Vec<(i64, f64)>,
+    hists: Vec<(i64, FloatHistogram)>,
+}
+
+/// Inserts or replaces the point at `t` in a sorted list.
+fn upsert<V>(v: &mut Vec<(i64, V)>, t: i64, x: V) {
+    match v.last() {
+        None => v.push((t, x)),
+        Some(last) if t > last.0 => v.push((t, x)),
+        _ => match v.binary_search_by_key(&t, |s| s.0) {
+            Ok(i) => v[i].1 = x,
+            Err(i) => v.insert(i, (t, x)),
+        },
+    }
+}
+
+fn remove_at<V>(v: &mut Vec<(i64, V)>, t: i64) {
+    if let Ok(i) = v.binary_search_by_key(&t, |s| s.0) {
+        v.remove(i);
+    }
 }
 
 impl MemStorage {
@@ -79,15 +118,20 @@ impl MemStorage {
     /// value (so a test can overwrite a point), and out-of-order appends are
     /// inserted in place.
     pub fn add_sample(&mut self, labels: Labels, t: i64, v: f64) {
-        let samples = self.series.entry(labels).or_default();
-        match samples.last() {
-            None => samples.push((t, v)),
-            Some(&(last, _)) if t > last => samples.push((t, v)),
-            _ => match samples.binary_search_by_key(&t, |s| s.0) {
-                Ok(i) => samples[i].1 = v,
-                Err(i) => samples.insert(i, (t, v)),
-            },
+        let s = self.series.entry(labels).or_default();
+        if !s.hists.is_empty() {
+            remove_at(&mut s.hists, t);
         }
+        upsert(&mut s.floats, t, v);
+    }
+
+    /// Adds one native histogram sample, replacing any sample at `t`.
+    pub fn add_histogram(&mut self, labels: Labels, t: i64, h: FloatHistogram) {
+        let s = self.series.entry(labels).or_default();
+        if !s.floats.is_empty() {
+            remove_at(&mut s.floats, t);
+        }
+        upsert(&mut s.hists, t, h);
     }
 
     /// Drops all data.
@@ -108,24 +152,93 @@ impl Queryable for MemStorage {
         hints: &SelectHints,
     ) -> Result<SelectResult, StorageError> {
         let mut out = SelectResult::default();
-        for (labels, samples) in &self.series {
+        for (labels, s) in &self.series {
             let ok = matchers
                 .iter()
                 .all(|m| m.matches(labels.get(&m.name).unwrap_or("")));
             if !ok {
                 continue;
             }
-            let lo = samples.partition_point(|s| s.0 < hints.start);
-            let hi = samples.partition_point(|s| s.0 <= hints.end);
-            if lo >= hi {
+            let lo = s.floats.partition_point(|s| s.0 < hints.start);
+            let hi = s.floats.partition_point(|s| s.0 <= hints.end);
+            let hlo = s.hists.partition_point(|s| s.0 < hints.start);
+            let hhi = s.hists.partition_point(|s| s.0 <= hints.end);
+            if lo >= hi && hlo >= hhi {
                 continue;
             }
+            let histograms = if hlo < hhi {
+                let mut all = s.hists.clone();
+                chunk_hints(&mut all, &s.floats);
+                all.drain(hlo..hhi).collect()
+            } else {
+                Vec::new()
+            };
             out.series.push(StorageSeries {
                 labels: labels.clone(),
-                samples: samples[lo..hi].to_vec(),
+                samples: s.floats[lo..hi].to_vec(),
+                histograms,
             });
         }
         Ok(out)
+    }
+}
+
+/// Sets the counter reset hints as Prometheus' TSDB reads them back.
+///
+/// The TSDB stores a counter histogram series in chunks: a new chunk starts
+/// at the first sample, after a float sample, on a detected counter reset
+/// (or an explicit "reset" hint) and on a schema, zero-threshold or custom
+/// bounds change. Reading returns "unknown" for a chunk's first sample (the
+/// TSDB cannot trust the chunk header, prometheus/prometheus#15346) and
+/// "not reset" for every later one. Gauge histograms always read as gauges.
+pub(crate) fn chunk_hints(hists: &mut [(i64, FloatHistogram)], floats: &[(i64, f64)]) {
+    use crate::histogram::{custom_bounds_match, CounterResetHint as H};
+    let mut prev: Option<FloatHistogram> = None;
+    // Floats before the current histogram (a forward-only cursor).
+    let mut fi = 0;
+    for (t, h) in hists.iter_mut() {
+        // A float sample in between starts a new chunk.
+        let before = fi;
+        while fi < floats.len() && floats[fi].0 < *t {
+            fi += 1;
+        }
+        if fi > before {
+            prev = None;
+        }
+        let input = h.counter_reset_hint;
+        let hint = if input == H::Gauge {
+            H::Gauge
+        } else {
+            match &prev {
+                Some(p) if p.counter_reset_hint != H::Gauge => {
+                    let new_chunk = input == H::Reset
+                        || h.count < p.count
+                        || h.schema != p.schema
+                        || h.zero_threshold != p.zero_threshold
+                        || (h.uses_custom_buckets()
+                            && !custom_bounds_match(&h.custom_values, &p.custom_values))
+                        || {
+                            let mut a = h.clone();
+                            a.counter_reset_hint = H::Unknown;
+                            a.detect_reset(p)
+                        };
+                    if new_chunk {
+                        H::Unknown
+                    } else {
+                        H::NotReset
+                    }
+                }
+                _ => H::Unknown,
+            }
+        };
+        let mut raw = h.clone();
+        raw.counter_reset_hint = if input == H::Gauge {
+            H::Gauge
+        } else {
+            H::Unknown
+        };
+        prev = Some(raw);
+        h.counter_reset_hint = hint;
     }
 }
 
@@ -158,5 +271,57 @@ mod tests {
         assert_eq!(r.series[0].samples, vec![(20, 99.0), (30, 30.0)]);
         s.clear();
         assert_eq!(s.num_series(), 0);
+    }
+
+    #[test]
+    fn histogram_hints_follow_tsdb_chunks() {
+        use crate::histogram::{CounterResetHint as H, FloatHistogram};
+        let h = |count: f64, hint: H| FloatHistogram {
+            count,
+            counter_reset_hint: hint,
+            ..Default::default()
+        };
+        let mut s = MemStorage::new();
+        let l = Labels::from_pairs([("__name__", "h")]);
+        // 1, 2 (same chunk), 1 (reset: new chunk), 2, float, 3 (new chunk after a float).
+        for (t, c) in [(1, 1.0), (2, 2.0), (3, 1.0), (4, 2.0), (6, 3.0)] {
+            s.add_histogram(l.clone(), t, h(c, H::Unknown));
+        }
+        s.add_sample(l.clone(), 5, 7.0);
+        let g = Labels::from_pairs([("__name__", "g")]);
+        s.add_histogram(g.clone(), 1, h(1.0, H::Gauge));
+        s.add_histogram(g.clone(), 2, h(0.0, H::Gauge));
+        let hints = SelectHints {
+            start: 0,
+            end: 10,
+            ..Default::default()
+        };
+        let r = s
+            .select(&[Matcher::equal("__name__", "h")], &hints)
+            .unwrap();
+        let got: Vec<H> = r.series[0]
+            .histograms
+            .iter()
+            .map(|x| x.1.counter_reset_hint)
+            .collect();
+        assert_eq!(
+            got,
+            [H::Unknown, H::NotReset, H::Unknown, H::NotReset, H::Unknown]
+        );
+        assert_eq!(r.series[0].samples, vec![(5, 7.0)]);
+        let r = s
+            .select(&[Matcher::equal("__name__", "g")], &hints)
+            .unwrap();
+        assert!(r.series[0]
+            .histograms
+            .iter()
+            .all(|x| x.1.counter_reset_hint == H::Gauge));
+        // A histogram replaces a float at the same timestamp and vice versa.
+        s.add_histogram(l.clone(), 5, h(9.0, H::Unknown));
+        let r = s
+            .select(&[Matcher::equal("__name__", "h")], &hints)
+            .unwrap();
+        assert!(r.series[0].samples.is_empty());
+        assert_eq!(r.series[0].histograms.len(), 6);
     }
 }

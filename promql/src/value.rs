@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use strata_tsdb::labels::Labels;
 
+use crate::histogram::FloatHistogram;
+
 /// The bit pattern Prometheus uses for staleness markers. It is a NaN, so it
 /// must be compared by bits, never with `==`.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -31,7 +33,10 @@ pub struct Sample {
     pub metric: Labels,
     /// Timestamp in milliseconds.
     pub t: i64,
+    /// The float value; meaningless (0) when `h` is set.
     pub f: f64,
+    /// The native histogram value, if this sample is a histogram.
+    pub h: Option<FloatHistogram>,
 }
 
 /// One element of a range vector (matrix).
@@ -40,6 +45,9 @@ pub struct Series {
     pub metric: Labels,
     /// `(timestamp ms, value)` pairs, sorted by timestamp.
     pub floats: Vec<(i64, f64)>,
+    /// `(timestamp ms, histogram)` pairs, sorted by timestamp. A timestamp
+    /// appears in `floats` or here, never in both.
+    pub histograms: Vec<(i64, FloatHistogram)>,
 }
 
 /// The result of a query.
@@ -77,8 +85,13 @@ pub(crate) struct ESample {
     pub metric: Metric,
     pub t: i64,
     pub f: f64,
+    /// Set for histogram samples (then `f` is unused).
+    pub h: Option<Hist>,
     pub drop_name: bool,
 }
+
+/// A histogram shared between steps and operators.
+pub(crate) type Hist = Arc<FloatHistogram>;
 
 impl ESample {
     pub fn new(metric: Metric, f: f64) -> Self {
@@ -86,6 +99,7 @@ impl ESample {
             metric,
             t: 0,
             f,
+            h: None,
             drop_name: false,
         }
     }
@@ -97,6 +111,8 @@ impl ESample {
 pub(crate) struct ESeries {
     pub metric: Metric,
     pub points: Vec<(i64, f64)>,
+    /// Histogram points; a step has a float point or a histogram point.
+    pub hists: Vec<(i64, Hist)>,
     pub drop_name: bool,
 }
 
@@ -113,7 +129,21 @@ pub(crate) enum EValue {
 }
 
 pub(crate) fn total_points(m: &Mat) -> usize {
-    m.iter().map(|s| s.points.len()).sum()
+    m.iter()
+        .map(|s| s.points.len() + s.hists.iter().map(|h| hist_size(&h.1)).sum::<usize>())
+        .sum()
+}
+
+/// How many samples a histogram counts as for `max_samples`: like
+/// Prometheus, its in-memory size in 16-byte units (`(Size()+8)/16`, where
+/// `Size()` is a 168-byte struct plus 8 bytes per span, bucket and bound).
+pub(crate) fn hist_size(h: &FloatHistogram) -> usize {
+    let n = h.positive_buckets.len()
+        + h.negative_buckets.len()
+        + h.positive_spans.len()
+        + h.negative_spans.len()
+        + h.custom_values.len();
+    (168 + 8 * n + 8) / 16
 }
 
 #[cfg(test)]

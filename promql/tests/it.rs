@@ -705,3 +705,204 @@ fn deep_queries_within_limits_fit_a_small_stack() {
         .unwrap();
     h.join().unwrap();
 }
+
+/// Native histograms through the public API: stored with
+/// `MemStorage::add_histogram`, returned in `Sample::h` and
+/// `Series::histograms`, combined by functions, aggregations and operators.
+#[test]
+fn native_histograms_end_to_end() {
+    use strata_promql::histogram::{FloatHistogram, Span};
+    use strata_tsdb::labels::Labels;
+
+    let h = |n: f64| FloatHistogram {
+        count: 3.0 * n,
+        sum: 6.0 * n,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 2,
+        }],
+        positive_buckets: vec![n, 2.0 * n],
+        ..Default::default()
+    };
+    let mut s = MemStorage::new();
+    for (job, k) in [("a", 1.0), ("b", 2.0)] {
+        let l = Labels::from_pairs([("__name__", "req"), ("job", job)]);
+        for i in 0..=10 {
+            s.add_histogram(l.clone(), i * 60_000, h(k * (i + 1) as f64));
+        }
+    }
+    let e = Engine::new(EngineOptions::default());
+
+    // A selector returns the histogram itself, hint as the TSDB reads it.
+    let r = e.instant(&s, "req{job=\"a\"}", 600_000).unwrap();
+    let Value::Vector(v) = &r.value else {
+        panic!("{:?}", r.value)
+    };
+    let got = v[0].h.as_ref().expect("a histogram sample");
+    assert_eq!((got.count, got.sum), (33.0, 66.0));
+    assert_eq!(got.positive_buckets, vec![11.0, 22.0]);
+
+    // increase() over histograms, then histogram_count().
+    let r = e
+        .instant(&s, "histogram_count(increase(req{job=\"a\"}[5m]))", 600_000)
+        .unwrap();
+    let Value::Vector(v) = &r.value else {
+        panic!("{:?}", r.value)
+    };
+    // 4 increments of 3 within the window, extrapolated to 5m: 15.
+    assert!((v[0].f - 15.0).abs() < 1e-9, "{v:?}");
+
+    // sum() of histograms, h - h, h * scalar, trim operator.
+    for (q, count) in [
+        ("histogram_count(sum(req))", 99.0),
+        (
+            "histogram_count(req{job=\"b\"} - ignoring(job) req{job=\"a\"})",
+            33.0,
+        ),
+        ("histogram_count(req{job=\"a\"} * 2)", 66.0),
+        ("histogram_count(req{job=\"a\"} </ 1)", 11.0),
+    ] {
+        let r = e.instant(&s, q, 600_000).unwrap();
+        let Value::Vector(v) = &r.value else {
+            panic!("{q}: {:?}", r.value)
+        };
+        assert_eq!(v.len(), 1, "{q}");
+        assert!((v[0].f - count).abs() < 1e-9, "{q}: {}", v[0].f);
+    }
+
+    // Float-only operations drop histograms, with an info where Prometheus gives one.
+    let r = e.instant(&s, "max(req)", 600_000).unwrap();
+    assert_eq!(r.value, Value::Vector(vec![]));
+    assert!(
+        r.infos[0].contains("ignored histogram in max aggregation"),
+        "{:?}",
+        r.infos
+    );
+
+    // Range queries return histogram points in `Series::histograms`.
+    let r = e.range(&s, "req{job=\"b\"}", 0, 120_000, 60_000).unwrap();
+    let Value::Matrix(m) = &r.value else {
+        panic!("{:?}", r.value)
+    };
+    assert!(m[0].floats.is_empty());
+    let counts: Vec<f64> = m[0].histograms.iter().map(|(_, h)| h.count).collect();
+    assert_eq!(counts, vec![6.0, 12.0, 18.0]);
+
+    // Histograms count against max_samples by their size, like Prometheus.
+    let small = Engine::new(EngineOptions {
+        max_samples: 20,
+        ..EngineOptions::default()
+    });
+    let err = small.instant(&s, "req[10m]", 600_000).unwrap_err();
+    assert!(err.to_string().contains("too many samples"), "{err}");
+}
+
+/// The experimental `info()` function: labels of `target_info` (or the
+/// chosen info metrics) joined on `instance`/`job`, newest info sample wins.
+#[test]
+fn info_function_adds_info_labels() {
+    run_script(
+        r#"
+load 5m
+  metric{instance="a", job="1", label="x"} 0 1 2
+  target_info{instance="a", job="1", data="d1", label="other"} 1 1 _
+  target_info{instance="a", job="1", data="d2"} _ _ 1
+  build_info{instance="a", job="1", version="v1"} 1 1 1
+
+# Existing labels of the base series win over info labels.
+eval instant at 5m info(metric)
+  metric{instance="a", job="1", label="x", data="d1"} 1
+
+eval instant at 10m info(metric)
+  metric{instance="a", job="1", label="x", data="d2"} 2
+
+# The second argument picks info metrics and data labels.
+eval instant at 5m info(metric, {__name__="build_info"})
+  metric{instance="a", job="1", label="x", version="v1"} 1
+
+eval instant at 5m info(metric, {data=~".+"})
+  metric{instance="a", job="1", label="x", data="d1"} 1
+
+# Info series themselves pass through unchanged.
+eval instant at 5m info(target_info{data="d1"})
+  target_info{instance="a", job="1", data="d1", label="other"} 1
+"#,
+    );
+}
+
+/// The experimental `fill`/`fill_left`/`fill_right` binary-operator modifiers.
+#[test]
+fn fill_modifiers_stand_in_for_missing_partners() {
+    run_script(
+        r#"
+load 1m
+  left{k="a"} 1
+  left{k="b"} 2
+  right{k="b"} 10
+  right{k="c"} 20
+
+eval instant at 0 left + fill(0) right
+  {k="a"} 1
+  {k="b"} 12
+  {k="c"} 20
+
+eval instant at 0 left + fill_right(100) right
+  {k="a"} 101
+  {k="b"} 12
+
+eval instant at 0 left - fill_left(5) right
+  {k="b"} -8
+  {k="c"} -15
+"#,
+    );
+}
+
+/// The experimental `anchored` and `smoothed` range modifiers.
+#[test]
+fn anchored_and_smoothed_ranges() {
+    run_script(
+        r#"
+load 10s
+  c 0 10 20 30 40 50 60
+
+# Anchored: the sample before the window counts, no extrapolation.
+eval instant at 35s increase(c[20s] anchored)
+  {} 20
+
+eval instant at 35s resets(c[20s] anchored)
+  {} 0
+
+# Smoothed: values at the window edges are interpolated.
+eval instant at 35s increase(c[20s] smoothed)
+  {} 20
+
+eval instant at 35s rate(c[20s] smoothed)
+  {} 1
+
+eval instant at 35s max_over_time(c[20s] anchored)
+  expect fail msg: anchored modifier can only be used with: changes, delta, increase, rate, resets - not with max_over_time
+"#,
+    );
+}
+
+/// The experimental `smoothed` modifier on instant selectors interpolates
+/// between the samples around each step.
+#[test]
+fn smoothed_instant_selector_interpolates() {
+    run_script(
+        r#"
+load 10s
+  m 0 10 20
+
+eval instant at 15s m smoothed
+  m 15
+
+eval instant at 10s m smoothed
+  m 10
+
+# After the last sample: carried forward.
+eval instant at 25s m smoothed
+  m 20
+"#,
+    );
+}

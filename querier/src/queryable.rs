@@ -318,6 +318,7 @@ impl Queryable for FanoutQueryable {
             out.series.push(StorageSeries {
                 labels: s.labels,
                 samples,
+                histograms: Vec::new(),
             });
         }
         if bad_chunks > 0 {

@@ -41,6 +41,7 @@ impl Queryable for DbQueryable {
                 out.series.push(StorageSeries {
                     labels: s.labels,
                     samples: Vec::new(),
+                    histograms: Vec::new(),
                 });
                 continue;
             }
@@ -53,6 +54,7 @@ impl Queryable for DbQueryable {
             out.series.push(StorageSeries {
                 labels: s.labels,
                 samples,
+                histograms: Vec::new(),
             });
         }
         Ok(out)

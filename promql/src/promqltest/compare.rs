@@ -14,6 +14,7 @@ use strata_tsdb::labels::Labels;
 use super::parse::{Eval, Expected, ExpectedSeries};
 use super::series::{SeqValue, STALE_NAN_BITS};
 use super::text::format_float;
+use crate::histogram::FloatHistogram;
 use crate::{Series, Value};
 
 /// Relative error allowed between expected and actual floats.
@@ -61,7 +62,8 @@ pub(crate) fn fmt_value(f: f64) -> String {
 pub(crate) enum View<'a> {
     Scalar(f64),
     Str(&'a str),
-    Vector(Vec<(&'a Labels, f64)>),
+    /// Labels, float value, histogram value (then the float is unused).
+    Vector(Vec<(&'a Labels, f64, Option<&'a FloatHistogram>)>),
     Matrix(&'a [Series]),
 }
 
@@ -70,17 +72,36 @@ impl<'a> View<'a> {
         match v {
             Value::Scalar(_, f) => View::Scalar(*f),
             Value::String(_, s) => View::Str(s),
-            Value::Vector(v) => View::Vector(v.iter().map(|s| (&s.metric, s.f)).collect()),
+            Value::Vector(v) => {
+                View::Vector(v.iter().map(|s| (&s.metric, s.f, s.h.as_ref())).collect())
+            }
             Value::Matrix(m) => View::Matrix(m),
         }
     }
 }
 
-fn fmt_vector(v: &[(&Labels, f64)]) -> String {
+/// A float or histogram sample value for messages.
+fn fmt_sample(f: f64, h: Option<&FloatHistogram>) -> String {
+    match h {
+        Some(h) => h.test_expression(),
+        None => fmt_value(f),
+    }
+}
+
+/// Whether an expected histogram matches a result histogram, as upstream's
+/// `compareNativeHistogram` (both compacted, floats within epsilon, the
+/// counter reset hint only when the test file gave one).
+fn hist_matches(want: &FloatHistogram, got: &FloatHistogram, hint_set: bool) -> bool {
+    want.almost_equal(got, |a, b| almost_equal(a, b, EPSILON), hint_set)
+}
+
+type VecElem<'a> = (&'a Labels, f64, Option<&'a FloatHistogram>);
+
+fn fmt_vector(v: &[VecElem<'_>]) -> String {
     let mut parts: Vec<String> = v
         .iter()
         .take(SHOW_MAX)
-        .map(|(l, f)| format!("{l} => {}", fmt_value(*f)))
+        .map(|(l, f, h)| format!("{l} => {}", fmt_sample(*f, *h)))
         .collect();
     if v.len() > SHOW_MAX {
         parts.push(format!("… ({} in all)", v.len()));
@@ -100,20 +121,38 @@ pub(crate) fn fmt_points(points: &[(i64, f64)]) -> String {
     format!("[{}]", parts.join(" "))
 }
 
+fn fmt_hpoints(points: &[(i64, FloatHistogram)]) -> String {
+    let parts: Vec<String> = points
+        .iter()
+        .take(SHOW_MAX)
+        .map(|(t, h)| format!("{} @[{t}]", h.test_expression()))
+        .collect();
+    format!("[{}]", parts.join(" "))
+}
+
 fn fmt_series(s: &Series) -> String {
-    format!(
+    let mut out = format!(
         "{} float point{} {}",
         s.floats.len(),
         if s.floats.len() == 1 { "" } else { "s" },
         fmt_points(&s.floats)
-    )
+    );
+    if !s.histograms.is_empty() {
+        out.push_str(&format!(
+            " and {} histogram point{} {}",
+            s.histograms.len(),
+            if s.histograms.len() == 1 { "" } else { "s" },
+            fmt_hpoints(&s.histograms)
+        ));
+    }
+    out
 }
 
 fn fmt_matrix(m: &[Series]) -> String {
     let mut parts: Vec<String> = m
         .iter()
         .take(SHOW_MAX)
-        .map(|s| format!("{} => {}", s.metric, fmt_points(&s.floats)))
+        .map(|s| format!("{} => {}", s.metric, fmt_series(s)))
         .collect();
     if m.len() > SHOW_MAX {
         parts.push(format!("… ({} series in all)", m.len()));
@@ -127,7 +166,7 @@ fn fmt_seq(vals: &[SeqValue]) -> String {
         .map(|v| match v {
             SeqValue::Omitted => "_".into(),
             SeqValue::Float(f) => fmt_value(*f),
-            SeqValue::Histogram => "{{…}}".into(),
+            SeqValue::Histogram(h, _) => h.test_expression(),
         })
         .collect();
     parts.join(" ")
@@ -195,14 +234,14 @@ pub(crate) fn compare_result(ev: &Eval, got: &View<'_>) -> Result<(), String> {
 
 fn compare_vector(
     ev: &Eval,
-    v: &[(&Labels, f64)],
+    v: &[VecElem<'_>],
     expected: &HashMap<&Labels, &ExpectedSeries>,
 ) -> Result<(), String> {
-    for (i, (labels, f)) in v.iter().enumerate() {
+    for (i, (labels, f, h)) in v.iter().enumerate() {
         let Some(exp) = expected.get(labels) else {
             return Err(format!(
                 "unexpected metric {labels} in result, has value {}",
-                fmt_value(*f)
+                fmt_sample(*f, *h)
             ));
         };
         if ev.is_ordered() && exp.pos != i + 1 {
@@ -213,8 +252,24 @@ fn compare_vector(
                 i + 1
             ));
         }
-        match exp.values.first() {
-            Some(SeqValue::Float(want)) => {
+        match (exp.values.first(), h) {
+            (Some(SeqValue::Float(want)), Some(h)) => {
+                return Err(format!(
+                    "expected float value {} for {labels} but got histogram {}",
+                    fmt_value(*want),
+                    h.test_expression()
+                ))
+            }
+            (Some(SeqValue::Histogram(want, hint_set)), Some(h)) => {
+                if !hist_matches(want, h, *hint_set) {
+                    return Err(format!(
+                        "expected {} for {labels} but got {}",
+                        want.test_expression(),
+                        h.test_expression()
+                    ));
+                }
+            }
+            (Some(SeqValue::Float(want)), None) => {
                 if !almost_equal(*want, *f, EPSILON) {
                     return Err(format!(
                         "expected {} for {labels} but got {}",
@@ -223,22 +278,23 @@ fn compare_vector(
                     ));
                 }
             }
-            Some(SeqValue::Histogram) => {
+            (Some(SeqValue::Histogram(want, _)), None) => {
                 return Err(format!(
-                    "expected a native histogram for {labels} but got float value {}",
+                    "expected histogram {} for {labels} but got float value {}",
+                    want.test_expression(),
                     fmt_value(*f)
                 ))
             }
-            Some(SeqValue::Omitted) | None => {
+            (Some(SeqValue::Omitted) | None, _) => {
                 return Err(format!(
                     "expected no sample for {labels} but got {}",
-                    fmt_value(*f)
+                    fmt_sample(*f, *h)
                 ))
             }
         }
     }
     for exp in expected.values() {
-        if !v.iter().any(|(l, _)| *l == &exp.labels) {
+        if !v.iter().any(|(l, _, _)| *l == &exp.labels) {
             return Err(format!(
                 "expected metric {} with [{}] not found (result: {})",
                 exp.labels,
@@ -272,6 +328,7 @@ fn compare_matrix(
             ));
         };
         let mut want: Vec<(i64, f64)> = Vec::new();
+        let mut want_h: Vec<(i64, &FloatHistogram, bool)> = Vec::new();
         for (i, v) in exp.values.iter().enumerate() {
             let t = grid.and_then(|g| {
                 let t = g.start.checked_add(g.step.checked_mul(i as i64)?)?;
@@ -287,23 +344,36 @@ fn compare_matrix(
             match v {
                 SeqValue::Float(f) => want.push((t, *f)),
                 SeqValue::Omitted => {}
-                SeqValue::Histogram => {
-                    return Err(format!(
-                        "expected a native histogram at t={t} for {}, got {}",
-                        s.metric,
-                        fmt_series(s)
-                    ))
-                }
+                SeqValue::Histogram(h, hint_set) => want_h.push((t, h, *hint_set)),
             }
         }
-        if want.len() != s.floats.len() {
+        if want.len() != s.floats.len() || want_h.len() != s.histograms.len() {
             return Err(format!(
-                "expected {} float points for {}, but got {} (expected {})",
+                "expected {} float points and {} histogram points for {}, but got {} (expected {})",
                 want.len(),
+                want_h.len(),
                 s.metric,
                 fmt_series(s),
                 fmt_points(&want)
             ));
+        }
+        for (i, ((wt, wh, hint_set), (gt, gh))) in want_h.iter().zip(&s.histograms).enumerate() {
+            if wt != gt {
+                return Err(format!(
+                    "expected histogram value at index {i} for {} to have timestamp {wt}, but it had timestamp {gt} (result has {})",
+                    s.metric,
+                    fmt_series(s)
+                ));
+            }
+            if !hist_matches(wh, gh, *hint_set) {
+                return Err(format!(
+                    "expected histogram value at index {i} (t={gt}) for {} to be {}, but got {} (result has {})",
+                    s.metric,
+                    wh.test_expression(),
+                    gh.test_expression(),
+                    fmt_series(s)
+                ));
+            }
         }
         for (i, ((wt, wf), (gt, gf))) in want.iter().zip(&s.floats).enumerate() {
             if wt != gt {
@@ -390,24 +460,32 @@ mod tests {
             l(&[("__name__", "x"), ("a", "3")]),
         );
         assert_eq!(
-            compare_result(&ev, &View::Vector(vec![(&b, f64::NAN), (&a, 1.0000001)])),
+            compare_result(
+                &ev,
+                &View::Vector(vec![(&b, f64::NAN, None), (&a, 1.0000001, None)])
+            ),
             Ok(())
         );
-        let e = compare_result(&ev, &View::Vector(vec![(&a, 1.1), (&b, f64::NAN)])).unwrap_err();
+        let e = compare_result(
+            &ev,
+            &View::Vector(vec![(&a, 1.1, None), (&b, f64::NAN, None)]),
+        )
+        .unwrap_err();
         assert_eq!(e, r#"expected 1 for {__name__="x", a="1"} but got 1.1"#);
-        let e = compare_result(&ev, &View::Vector(vec![(&a, 1.0), (&b, STALE)])).unwrap_err();
+        let e = compare_result(&ev, &View::Vector(vec![(&a, 1.0, None), (&b, STALE, None)]))
+            .unwrap_err();
         assert!(
             e.contains("expected NaN") && e.contains("got StaleNaN"),
             "{e}"
         );
-        let e = compare_result(&ev, &View::Vector(vec![(&a, 1.0)])).unwrap_err();
+        let e = compare_result(&ev, &View::Vector(vec![(&a, 1.0, None)])).unwrap_err();
         assert!(
             e.starts_with(r#"expected metric {__name__="x", a="2"} with [NaN] not found"#),
             "{e}"
         );
         let e = compare_result(
             &ev,
-            &View::Vector(vec![(&a, 1.0), (&b, f64::NAN), (&c, 0.0)]),
+            &View::Vector(vec![(&a, 1.0, None), (&b, f64::NAN, None), (&c, 0.0, None)]),
         )
         .unwrap_err();
         assert!(e.starts_with("unexpected metric"), "{e}");
@@ -416,7 +494,7 @@ mod tests {
         // An eval with no expected lines expects an empty vector.
         let empty = eval("eval instant at 0 x\n");
         assert_eq!(compare_result(&empty, &View::Vector(vec![])), Ok(()));
-        assert!(compare_result(&empty, &View::Vector(vec![(&a, 1.0)])).is_err());
+        assert!(compare_result(&empty, &View::Vector(vec![(&a, 1.0, None)])).is_err());
     }
 
     #[test]
@@ -428,20 +506,22 @@ mod tests {
             l(&[("__name__", "x"), ("a", "2")]),
         );
         assert_eq!(
-            compare_result(&ev, &View::Vector(vec![(&a, 1.0), (&b, 2.0)])),
+            compare_result(&ev, &View::Vector(vec![(&a, 1.0, None), (&b, 2.0, None)])),
             Ok(())
         );
-        let e = compare_result(&ev, &View::Vector(vec![(&b, 2.0), (&a, 1.0)])).unwrap_err();
+        let e =
+            compare_result(&ev, &View::Vector(vec![(&b, 2.0, None), (&a, 1.0, None)])).unwrap_err();
         assert!(e.contains("at position 2 but was at 1"), "{e}");
         // Without `expect ordered` any order is fine.
         let un = eval("eval instant at 0 x\n  x{a=\"1\"} 1\n  x{a=\"2\"} 2\n");
         assert_eq!(
-            compare_result(&un, &View::Vector(vec![(&b, 2.0), (&a, 1.0)])),
+            compare_result(&un, &View::Vector(vec![(&b, 2.0, None), (&a, 1.0, None)])),
             Ok(())
         );
         let s = [Series {
             metric: a.clone(),
             floats: vec![(0, 1.0)],
+            histograms: vec![],
         }];
         let e = compare_result(&ev, &View::Matrix(&s)).unwrap_err();
         assert!(e.contains("ordered"), "{e}");
@@ -453,7 +533,7 @@ mod tests {
         assert_eq!(compare_result(&ev, &View::Scalar(1.0)), Ok(()));
         assert!(compare_result(&ev, &View::Scalar(2.0)).is_err());
         let x = l(&[("a", "b")]);
-        let e = compare_result(&ev, &View::Vector(vec![(&x, 1.0)])).unwrap_err();
+        let e = compare_result(&ev, &View::Vector(vec![(&x, 1.0, None)])).unwrap_err();
         assert!(
             e.starts_with("expected scalar result, but got vector"),
             "{e}"
@@ -478,10 +558,12 @@ mod tests {
                 Series {
                     metric: a.clone(),
                     floats: vec![(0, 1.0), (120_000, 3.0)],
+                    histograms: vec![],
                 },
                 Series {
                     metric: b.clone(),
                     floats: vec![(0, 1.0), (60_000, 2.0), (120_000, 3.0)],
+                    histograms: vec![],
                 },
             ]
         };
@@ -518,6 +600,7 @@ mod tests {
         let s = vec![Series {
             metric: l(&[("__name__", "x")]),
             floats: vec![(0, 1.0), (60_000, 2.0)],
+            histograms: vec![],
         }];
         assert!(compare_result(&long, &View::Matrix(&s))
             .unwrap_err()
@@ -527,5 +610,38 @@ mod tests {
         assert!(compare_result(&inst, &View::Matrix(&s))
             .unwrap_err()
             .contains("cannot return this many points"));
+    }
+
+    #[test]
+    fn histograms_compare_after_compaction() {
+        let ev = eval("eval instant at 0 h\n  h {{schema:0 count:3 sum:3 buckets:[1 2]}}\n");
+        let l0 = l(&[("__name__", "h")]);
+        // Same histogram with an explicit empty bucket and two spans.
+        let got = FloatHistogram {
+            count: 3.0,
+            sum: 3.0000001,
+            positive_spans: vec![
+                crate::histogram::Span {
+                    offset: 0,
+                    length: 1,
+                },
+                crate::histogram::Span {
+                    offset: 0,
+                    length: 2,
+                },
+            ],
+            positive_buckets: vec![1.0, 2.0, 0.0],
+            ..Default::default()
+        };
+        assert_eq!(
+            compare_result(&ev, &View::Vector(vec![(&l0, 0.0, Some(&got))])),
+            Ok(())
+        );
+        let mut other = got.clone();
+        other.positive_buckets[1] = 3.0;
+        let e = compare_result(&ev, &View::Vector(vec![(&l0, 0.0, Some(&other))])).unwrap_err();
+        assert!(e.contains("buckets:[1 3]"), "{e}");
+        let e = compare_result(&ev, &View::Vector(vec![(&l0, 3.0, None)])).unwrap_err();
+        assert!(e.starts_with("expected histogram"), "{e}");
     }
 }

@@ -18,9 +18,10 @@
 //! a malformed command fails only itself (upstream aborts the file); each
 //! eval is counted pass/fail instead of stopping at the first failure; an
 //! engine panic fails the eval instead of the run; `eval instant` without
-//! `at` means `at 0`. Native histograms cannot be stored (the storage API is
-//! float-only): evals that need them fail with "native histograms not
-//! supported".
+//! `at` means `at 0`. Native histograms (`{{…}}`, and the custom-bucket
+//! histograms `load_with_nhcb` derives from classic ones) are stored and
+//! compared like upstream does (both sides compacted, floats within the
+//! epsilon, the counter reset hint only when the test names one).
 //!
 //! The module does no IO: callers pass file contents (the `strata tools
 //! promqltest` command reads the files).
@@ -309,28 +310,38 @@ mod tests {
     }
 
     #[test]
-    fn native_histograms_fail_with_reason() {
+    fn native_histograms_are_loaded_and_compared() {
         let r = run(concat!(
-            "load 1m\n  h {{schema:0 sum:1 count:1 buckets:[1]}}x2\n  f 1\n\n",
-            "eval instant at 1m h\n\n",
-            "eval instant at 1m f\n  f 1\n\n",
+            "load 1m\n  h {{schema:0 sum:1 count:1 buckets:[1]}}+{{sum:1 count:1 buckets:[1]}}x2\n  f 1\n\n",
+            // Line 5: the loaded histogram, compared after compaction.
+            "eval instant at 1m h\n  h {{schema:0 sum:2 count:2 buckets:[2 0]}}\n\n",
+            // Line 8: a wrong expectation fails with both histograms in the reason.
+            "eval instant at 1m h\n  h {{count:5}}\n\n",
+            // Line 11: a float where a histogram is expected fails.
             "eval instant at 1m f\n  f {{count:1}}\n\n",
+            // Line 14: histogram functions and rate over histograms.
+            "eval instant at 2m histogram_count(rate(h[2m]))\n  {} 0.016666666666666666\n\n",
             "load_with_nhcb 1m\n  c_bucket{le=\"1\"} 1\n  c_bucket{le=\"+Inf\"} 2\n  c_count 2\n  c_sum 3\n\n",
+            // Line 23: the classic series stay; the NHCB series appears under the base name.
             "eval instant at 0 c_count\n  c_count 2\n\n",
-            "eval instant at 0 c\n\n",
+            "eval instant at 0 c\n  c {{schema:-53 count:2 sum:3 custom_values:[1] buckets:[1 1]}}\n\n",
             "clear\n\n",
             "eval instant at 1m h\n",
         ));
-        assert_eq!((r.passed, r.failed), (3, 3), "{:?}", r.failures);
-        for f in &r.failures {
-            assert!(
-                f.reason.starts_with("native histograms not supported"),
-                "{f:?}"
-            );
-        }
+        assert_eq!((r.passed, r.failed), (5, 2), "{:?}", r.failures);
         assert_eq!(
             r.failures.iter().map(|f| f.line).collect::<Vec<_>>(),
-            [5, 10, 22]
+            [8, 11]
+        );
+        assert!(
+            r.failures[0].reason.contains("{{count:5}}"),
+            "{:?}",
+            r.failures
+        );
+        assert!(
+            r.failures[1].reason.starts_with("expected histogram"),
+            "{:?}",
+            r.failures
         );
     }
 

@@ -158,16 +158,6 @@ impl Eval {
     pub fn is_ordered(&self) -> bool {
         self.ordered || self.has_expect(ExpectKind::Ordered)
     }
-
-    /// Whether any expected value is a native histogram.
-    pub fn expects_histogram(&self) -> bool {
-        match &self.expected {
-            Expected::Series(s) => s
-                .iter()
-                .any(|e| e.values.iter().any(|v| matches!(v, SeqValue::Histogram))),
-            Expected::Scalar(_) => false,
-        }
-    }
 }
 
 struct Patterns {

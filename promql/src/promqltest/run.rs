@@ -16,30 +16,25 @@
 //! All of them belong to the same eval: it fails if any check fails, and the
 //! reason names the check.
 //!
-//! Native histograms: the storage is float-only, so histogram samples are
-//! dropped at load time and remembered. An eval whose selections reach such
-//! a series (seen through a recording [`Queryable`] wrapper), or whose
-//! expectation contains a histogram, fails with "native histograms not
-//! supported" whatever the engine returned.
+//! Native histograms are stored as they are loaded; `load_with_nhcb` also
+//! stores every classic histogram as a native histogram with custom buckets
+//! (see [`Runner::load`]).
 
-use std::sync::{Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use promql_parser::parser::{AtModifier, Expr};
 use regex::Regex;
-use strata_tsdb::labels::{Labels, Matcher, METRIC_NAME};
+use strata_tsdb::labels::{Labels, METRIC_NAME};
 
 use super::compare::{check_matrix_sorted, compare_result, View};
 use super::parse::{Eval, ExpectKind, Load, TextMatch, TimeRange};
 use super::series::SeqValue;
 use super::text::parse_number;
-use crate::{
-    parse, Engine, EngineOptions, MemStorage, QueryError, QueryResult, Queryable, SelectHints,
-    SelectResult, StorageError, Value,
-};
-
-/// The reason given for evals that need native histograms.
-pub(crate) const NO_HISTOGRAMS: &str = "native histograms not supported";
+use crate::histogram::{FloatHistogram, Span, CUSTOM_BUCKETS_SCHEMA};
+use crate::parser::parse_with_trims;
+use crate::{parse, Engine, EngineOptions, MemStorage, QueryError, QueryResult, Queryable, Value};
 
 /// Functions whose result changes with the evaluation time even when their
 /// arguments do not (upstream's `AtModifierUnsafeFunctions`).
@@ -74,17 +69,84 @@ fn position_suffix() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r" \(\d+:\d+\)$").expect("constant regex"))
 }
 
-/// A loaded series whose native-histogram samples were dropped.
-struct HistogramSeries {
-    labels: Labels,
-    timestamps: Vec<i64>,
-}
-
-/// The state of one test file's run: engine, storage and what was skipped.
+/// The state of one test file's run: engine and storage.
 pub(crate) struct Runner<'e> {
     engine: &'e Engine,
     storage: MemStorage,
-    histograms: Vec<HistogramSeries>,
+}
+
+/// A classic histogram being collected at one timestamp for
+/// `load_with_nhcb` (upstream's `convertnhcb.TempHistogram`).
+#[derive(Default)]
+struct TempHistogram {
+    /// `(le, cumulative count)`, sorted by `le`.
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: f64,
+    bad: bool,
+}
+
+impl TempHistogram {
+    fn set_bucket(&mut self, le: f64, count: f64) {
+        if le.is_nan() || count < 0.0 {
+            self.bad = true;
+            return;
+        }
+        let i = self.buckets.partition_point(|b| b.0 < le);
+        if self.buckets.get(i).is_some_and(|b| b.0 == le) {
+            return; // a duplicate sample: ignored, as upstream
+        }
+        if (i > 0 && count < self.buckets[i - 1].1)
+            || self.buckets.get(i).is_some_and(|b| count > b.1)
+        {
+            self.bad = true; // not cumulative
+            return;
+        }
+        self.buckets.insert(i, (le, count));
+    }
+
+    /// The native histogram with custom buckets, or `None` when the classic
+    /// one is inconsistent (upstream fails the load then).
+    fn convert(mut self) -> Option<FloatHistogram> {
+        if self.bad {
+            return None;
+        }
+        let count = match self.count {
+            Some(c) => c,
+            None => self.buckets.last().map_or(0.0, |b| b.1),
+        };
+        if self.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+            self.buckets.push((f64::INFINITY, count));
+        }
+        let integral = self.buckets.iter().all(|b| b.1.round() == b.1) && count.round() == count;
+        if integral && self.buckets.last().is_some_and(|b| b.1 != count) {
+            return None;
+        }
+        let mut prev = 0.0;
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        let mut custom = Vec::new();
+        for &(le, c) in &self.buckets {
+            buckets.push(c - prev);
+            prev = c;
+            if le != f64::INFINITY {
+                custom.push(le);
+            }
+        }
+        let mut h = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count,
+            sum: self.sum,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: buckets.len() as u32,
+            }],
+            positive_buckets: buckets,
+            custom_values: custom,
+            ..Default::default()
+        };
+        h.compact(2);
+        Some(h)
+    }
 }
 
 impl<'e> Runner<'e> {
@@ -92,75 +154,58 @@ impl<'e> Runner<'e> {
         Runner {
             engine,
             storage: MemStorage::new(),
-            histograms: Vec::new(),
         }
     }
 
     /// `clear`: a fresh, empty storage.
     pub fn clear(&mut self) {
         self.storage.clear();
-        self.histograms.clear();
     }
 
     /// Appends a load's samples: value `i` at `i * step`.
     pub fn load(&mut self, load: &Load) {
         for s in &load.series {
-            let mut hist_ts = Vec::new();
             for (i, v) in s.values.iter().enumerate() {
                 let Some(t) = load.step.checked_mul(i as i64) else {
                     break;
                 };
                 match v {
                     SeqValue::Float(f) => self.storage.add_sample(s.labels.clone(), t, *f),
-                    SeqValue::Histogram => hist_ts.push(t),
+                    SeqValue::Histogram(h, _) => {
+                        self.storage
+                            .add_histogram(s.labels.clone(), t, (**h).clone())
+                    }
                     SeqValue::Omitted => {}
                 }
             }
-            self.note_histograms(&s.labels, hist_ts);
         }
         if load.with_nhcb {
-            self.note_nhcb(load);
-        }
-    }
-
-    fn note_histograms(&mut self, labels: &Labels, mut ts: Vec<i64>) {
-        if ts.is_empty() {
-            return;
-        }
-        match self.histograms.iter_mut().find(|h| h.labels == *labels) {
-            Some(h) => h.timestamps.append(&mut ts),
-            None => self.histograms.push(HistogramSeries {
-                labels: labels.clone(),
-                timestamps: ts,
-            }),
+            self.load_nhcb(load);
         }
     }
 
     /// `load_with_nhcb` also stores each classic histogram (`_bucket` with a
     /// numeric `le`, `_count`, `_sum`) as a native histogram with custom
     /// buckets under the base name, without `le`, at every timestamp of its
-    /// float samples. Those series cannot be stored here: remember them.
-    fn note_nhcb(&mut self, load: &Load) {
+    /// float samples.
+    fn load_nhcb(&mut self, load: &Load) {
+        let mut hists: BTreeMap<Labels, BTreeMap<i64, TempHistogram>> = BTreeMap::new();
         for s in &load.series {
             let name = s.labels.metric_name();
-            let base = if let Some(b) = name.strip_suffix("_bucket") {
-                let le_ok = s
-                    .labels
-                    .get("le")
-                    .and_then(parse_number)
-                    .is_some_and(|le| !le.is_nan());
-                if !le_ok {
-                    continue;
+            let (base, le) = if let Some(b) = name.strip_suffix("_bucket") {
+                match s.labels.get("le").and_then(parse_number) {
+                    Some(le) if !le.is_nan() => (b, Some(le)),
+                    _ => continue,
                 }
-                b
             } else if let Some(b) = name
                 .strip_suffix("_sum")
                 .or_else(|| name.strip_suffix("_count"))
             {
-                b
+                (b, None)
             } else {
                 continue;
             };
+            let is_count = name.ends_with("_count");
             let labels = Labels::from_pairs(
                 s.labels
                     .iter()
@@ -168,40 +213,40 @@ impl<'e> Runner<'e> {
                     .map(|l| (l.name.to_string(), l.value.to_string()))
                     .chain([(METRIC_NAME.to_string(), base.to_string())]),
             );
-            let ts: Vec<i64> = s
-                .values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| matches!(v, SeqValue::Float(_)))
-                .filter_map(|(i, _)| load.step.checked_mul(i as i64))
-                .collect();
-            self.note_histograms(&labels, ts);
+            let per_ts = hists.entry(labels).or_default();
+            for (i, v) in s.values.iter().enumerate() {
+                let (SeqValue::Float(f), Some(t)) = (v, load.step.checked_mul(i as i64)) else {
+                    continue;
+                };
+                let th = per_ts.entry(t).or_default();
+                match le {
+                    Some(le) => th.set_bucket(le, *f),
+                    None if is_count => {
+                        if *f < 0.0 {
+                            th.bad = true;
+                        }
+                        th.count = Some(*f);
+                    }
+                    None => th.sum = *f,
+                }
+            }
+        }
+        for (labels, per_ts) in hists {
+            for (t, th) in per_ts {
+                if let Some(h) = th.convert() {
+                    self.storage.add_histogram(labels.clone(), t, h);
+                }
+            }
         }
     }
 
     /// Runs one eval with all its checks; `Err` is the first failure.
     pub fn eval(&self, ev: &Eval) -> Result<(), String> {
-        if ev.expects_histogram() {
-            return Err(format!(
-                "{NO_HISTOGRAMS}: the expected result contains a native histogram"
-            ));
+        let q = &self.storage;
+        match ev.range {
+            Some(r) => self.eval_range(ev, r, q),
+            None => self.eval_instant(ev, q),
         }
-        let q = Tracking {
-            inner: &self.storage,
-            histograms: &self.histograms,
-            margin: self.engine.options().lookback_delta,
-            hit: Mutex::new(None),
-        };
-        let res = match ev.range {
-            Some(r) => self.eval_range(ev, r, &q),
-            None => self.eval_instant(ev, &q),
-        };
-        if let Some(l) = q.hit.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(format!(
-                "{NO_HISTOGRAMS}: the query reads {l}, loaded with native histogram samples"
-            ));
-        }
-        res
     }
 
     fn eval_range(&self, ev: &Eval, r: TimeRange, q: &dyn Queryable) -> Result<(), String> {
@@ -272,18 +317,24 @@ impl<'e> Runner<'e> {
             ));
         };
         check_matrix_sorted(m).map_err(|e| format!("{what}: {e}"))?;
-        let middle: Vec<(&Labels, f64)> = m
+        let middle: Vec<(&Labels, f64, Option<&FloatHistogram>)> = m
             .iter()
             .filter_map(|s| {
                 s.floats
                     .iter()
                     .find(|(pt, _)| *pt == t)
-                    .map(|(_, f)| (&s.metric, *f))
+                    .map(|(_, f)| (&s.metric, *f, None))
+                    .or_else(|| {
+                        s.histograms
+                            .iter()
+                            .find(|(pt, _)| *pt == t)
+                            .map(|(_, h)| (&s.metric, 0.0, Some(h)))
+                    })
             })
             .collect();
         let checked = if matches!(res.value, Value::Scalar(..)) {
             match middle.first() {
-                Some((_, f)) => compare_result(ev, &View::Scalar(*f)),
+                Some((_, f, _)) => compare_result(ev, &View::Scalar(*f)),
                 None => Err(format!("no point at t={t}")),
             }
         } else {
@@ -302,38 +353,51 @@ fn value_type(v: &Value) -> &'static str {
     }
 }
 
-/// Storage wrapper that notes the first histogram series a selection would
-/// have returned had the storage been able to hold it.
-struct Tracking<'a> {
-    inner: &'a MemStorage,
-    histograms: &'a [HistogramSeries],
-    /// Widens the hinted window, in case an engine hints only the step
-    /// times and not the lookback before them.
-    margin: i64,
-    hit: Mutex<Option<Labels>>,
+/// promql-parser prints string literals decoded and re-quoted, which loses
+/// escapes that are not valid UTF-8 (`"\xff"`); Prometheus prints them
+/// back as written. Puts the original literals back, in order, when the
+/// printed query has as many as the original.
+fn restore_strings(printed: &str, original: &str) -> String {
+    use crate::lex::{tokenize, TokKind};
+    let orig: Vec<&str> = tokenize(original)
+        .into_iter()
+        .filter(|t| t.kind == TokKind::Str)
+        .map(|t| t.text)
+        .collect();
+    let toks: Vec<_> = tokenize(printed)
+        .into_iter()
+        .filter(|t| t.kind == TokKind::Str)
+        .collect();
+    if orig.len() != toks.len() || orig.is_empty() {
+        return printed.to_string();
+    }
+    let mut out = String::with_capacity(printed.len());
+    let mut last = 0;
+    for (t, o) in toks.iter().zip(&orig) {
+        out.push_str(&printed[last..t.start]);
+        out.push_str(o);
+        last = t.start + t.text.len();
+    }
+    out.push_str(&printed[last..]);
+    out
 }
 
-impl Queryable for Tracking<'_> {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        hints: &SelectHints,
-    ) -> Result<SelectResult, StorageError> {
-        // Default (all-zero) hints say nothing about time: assume any.
-        let unbounded = hints.start == 0 && hints.end == 0;
-        let lo = hints.start.saturating_sub(self.margin);
-        let found = self.histograms.iter().find(|h| {
-            matchers
-                .iter()
-                .all(|m| m.matches(h.labels.get(&m.name).unwrap_or("")))
-                && (unbounded || h.timestamps.iter().any(|t| (lo..=hints.end).contains(t)))
-        });
-        if let Some(h) = found {
-            let mut hit = self.hit.lock().unwrap_or_else(|e| e.into_inner());
-            hit.get_or_insert_with(|| h.labels.clone());
+/// promql-parser prints positive infinity as `Inf`, Prometheus as `+Inf`;
+/// annotation positions in the re-run query depend on it, so print it the
+/// Prometheus way. (`Inf` outside braces and strings is always a number.)
+fn plus_inf(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 4);
+    let mut last = 0;
+    for t in crate::lex::tokenize(q) {
+        let signed = t.start > 0 && matches!(q.as_bytes()[t.start - 1], b'+' | b'-');
+        if t.kind == crate::lex::TokKind::Ident && t.text.eq_ignore_ascii_case("inf") && !signed {
+            out.push_str(&q[last..t.start]);
+            out.push('+');
+            last = t.start;
         }
-        self.inner.select(matchers, hints)
     }
+    out.push_str(&q[last..]);
+    out
 }
 
 /// The deprecated `expected_fail_*` lines and `expect fail msg:/regex:`.
@@ -433,7 +497,42 @@ pub(crate) fn at_modifier_cases(
     t: i64,
     opts: &EngineOptions,
 ) -> Result<Vec<(String, i64)>, String> {
-    let mut ast = parse(expr, opts).map_err(|e| e.to_string())?;
+    // Duration expressions as the engine evaluates them for an instant
+    // query (`step()` and `range()` are 0).
+    let rewritten = if opts.enable_experimental_functions {
+        crate::durexpr::rewrite(expr, 0, 0)?
+    } else {
+        None
+    };
+    let expr = rewritten.as_deref().unwrap_or(expr);
+    // `anchored`/`smoothed` are blanked for the parser and put back after
+    // printing, by the ordinal of their range bracket.
+    let modifiers = if opts.enable_experimental_functions {
+        crate::lex::rewrite_range_modifiers(expr)
+    } else {
+        None
+    };
+    let ext_ords = modifiers
+        .as_ref()
+        .map(|(text, found)| crate::lex::bracket_ordinals(text, found))
+        .unwrap_or_default();
+    // An instant `smoothed` cannot be put back after printing: such
+    // queries get no `@` re-runs (like any query that does not print back).
+    if modifiers.as_ref().is_some_and(|(_, found)| {
+        found
+            .iter()
+            .any(|(_, e)| *e == crate::ast::RangeExt::SmoothedInstant)
+    }) {
+        return Ok(Vec::new());
+    }
+    let expr = modifiers.as_ref().map_or(expr, |(t, _)| t.as_str());
+    let (mut ast, trims) = parse_with_trims(expr, opts).map_err(|e| e.to_string())?;
+    // Trim operators reach promql-parser as `>=`/`<=`; remember which ones
+    // to turn back after printing.
+    let trim_ords = trims
+        .as_ref()
+        .map(|(text, pos)| crate::lex::trim_ordinals(text, pos))
+        .unwrap_or_default();
     if t < 0 {
         // `@` before 1970 does not print back (promql-parser limitation).
         return Ok(Vec::new());
@@ -448,7 +547,13 @@ pub(crate) fn at_modifier_cases(
     if rewrite.unsafe_fn || rewrite.unsupported {
         return Ok(Vec::new());
     }
-    let query = ast.to_string();
+    let mut query = restore_strings(&plus_inf(&ast.to_string()), expr);
+    if !trim_ords.is_empty() {
+        query = crate::lex::restore_trim_ops(&query, &trim_ords);
+    }
+    if !ext_ords.is_empty() {
+        query = crate::lex::restore_range_modifiers(&query, &ext_ords);
+    }
     if parse(&query, opts).is_err() {
         return Ok(Vec::new());
     }
@@ -557,6 +662,23 @@ mod tests {
             assert!(at_modifier_cases(q, 60_000, &o).unwrap().is_empty(), "{q}");
         }
         assert!(at_modifier_cases("sum(", 0, &o).is_err());
+    }
+
+    #[test]
+    fn string_literals_print_as_written() {
+        assert_eq!(
+            restore_strings(r#"f(x @ 1.000, "ÿ", 'a')"#, r#"f(x, "\xff", "a")"#),
+            r#"f(x @ 1.000, "\xff", "a")"#
+        );
+        assert_eq!(restore_strings("f(\"a\")", "g"), "f(\"a\")");
+    }
+
+    #[test]
+    fn positive_infinity_prints_with_its_sign() {
+        assert_eq!(
+            plus_inf("f(-Inf, Inf, x{a=\"Inf\"}) + Inf"),
+            "f(-Inf, +Inf, x{a=\"Inf\"}) + +Inf"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 
 use super::text::{parse_number, scan_quoted};
+use crate::histogram::{CounterResetHint, FloatHistogram, Span};
 
 /// Prometheus's staleness marker, a NaN with a specific bit pattern.
 pub(crate) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -30,14 +31,14 @@ pub(crate) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 pub(crate) const MAX_VALUES_PER_LINE: usize = 1_000_000;
 
 /// One position in an expanded sequence.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum SeqValue {
     /// `_`: no sample at this position.
     Omitted,
     Float(f64),
-    /// A native histogram. Only its presence matters: the storage and the
-    /// engine API are float-only, so the harness never compares histograms.
-    Histogram,
+    /// A native histogram, and whether its description set
+    /// `counter_reset_hint` explicitly (only then is the hint compared).
+    Histogram(Box<FloatHistogram>, bool),
 }
 
 /// A parsed series description.
@@ -211,9 +212,18 @@ fn push_n(out: &mut Vec<SeqValue>, v: SeqValue, n: u64) -> Result<(), String> {
             "series expands to more than {MAX_VALUES_PER_LINE} values"
         ));
     }
+    // Histograms are large: keep hostile repetitions of them small too.
+    if matches!(v, SeqValue::Histogram(..)) && n > MAX_HISTOGRAMS_PER_ITEM {
+        return Err(format!(
+            "histogram repeated more than {MAX_HISTOGRAMS_PER_ITEM} times"
+        ));
+    }
     out.extend(std::iter::repeat_n(v, n as usize));
     Ok(())
 }
+
+/// Upper bound on the expansion of one histogram item (`{{…}}xN`).
+const MAX_HISTOGRAMS_PER_ITEM: u64 = 100_000;
 
 /// The repetition count after `x`: a plain decimal integer, as Go's
 /// `ParseUint(s, 10, 64)` reads it.
@@ -368,9 +378,10 @@ fn take_histogram(s: &str) -> Result<(&str, &str), String> {
     Ok((&inner[..end], &inner[end + 2..]))
 }
 
-/// Checks a histogram body (`schema:1 sum:5 buckets:[1 2]`): known keys,
-/// numeric values. The histogram itself is not kept (see [`SeqValue`]).
-fn check_histogram_body(body: &str) -> Result<(), String> {
+/// Builds a histogram from its description (`schema:1 sum:5 buckets:[1 2]`),
+/// as upstream's `buildHistogramFromMap`. Returns it and whether
+/// `counter_reset_hint` was given.
+fn build_histogram(body: &str) -> Result<(FloatHistogram, bool), String> {
     const NUMERIC: [&str; 8] = [
         "schema",
         "sum",
@@ -382,12 +393,19 @@ fn check_histogram_body(body: &str) -> Result<(), String> {
         "counter_reset_hint",
     ];
     const LISTS: [&str; 3] = ["buckets", "n_buckets", "custom_values"];
+    let mut h = FloatHistogram::default();
+    let mut hint_set = false;
+    let (mut offset, mut n_offset) = (0i32, 0i32);
+    let mut seen: Vec<&str> = Vec::new();
     let mut s = body.trim_matches(is_space);
     while !s.is_empty() {
         let colon = s
             .find(':')
             .ok_or_else(|| format!("missing `:` for histogram descriptor in {body:?}"))?;
         let key = s[..colon].trim_matches(is_space);
+        if seen.contains(&key) {
+            return Err(format!("duplicate key {key:?} in histogram"));
+        }
         let r = s[colon + 1..].trim_start_matches(is_space);
         if LISTS.contains(&key) {
             let inner = r
@@ -396,46 +414,120 @@ fn check_histogram_body(body: &str) -> Result<(), String> {
             let end = inner
                 .find(']')
                 .ok_or_else(|| format!("{key}: expected `]`"))?;
+            let mut vals = Vec::new();
             for n in inner[..end].split(is_space).filter(|x| !x.is_empty()) {
-                parse_number(n).ok_or_else(|| format!("{key}: bad number {n:?}"))?;
+                vals.push(parse_number(n).ok_or_else(|| format!("{key}: bad number {n:?}"))?);
+            }
+            match key {
+                "buckets" => h.positive_buckets = vals,
+                "n_buckets" => h.negative_buckets = vals,
+                _ => h.custom_values = vals,
             }
             s = inner[end + 1..].trim_start_matches(is_space);
         } else if NUMERIC.contains(&key) {
             let end = r.find(is_space).unwrap_or(r.len());
             let v = &r[..end];
-            let ok = if key == "counter_reset_hint" {
-                matches!(v, "unknown" | "reset" | "not_reset" | "gauge")
+            let bad = || format!("{key}: bad value {v:?}");
+            if key == "counter_reset_hint" {
+                h.counter_reset_hint = match v {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::Reset,
+                    "not_reset" => CounterResetHint::NotReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    _ => return Err(bad()),
+                };
+                hint_set = true;
             } else {
-                parse_number(v).is_some()
-            };
-            if !ok {
-                return Err(format!("{key}: bad value {v:?}"));
+                let f = parse_number(v).ok_or_else(bad)?;
+                let int = || -> Result<i32, String> {
+                    if f.fract() == 0.0 && f.abs() <= f64::from(i32::MAX) {
+                        Ok(f as i32)
+                    } else {
+                        Err(bad())
+                    }
+                };
+                match key {
+                    "schema" => h.schema = int()?,
+                    "sum" => h.sum = f,
+                    "count" => h.count = f,
+                    "z_bucket" => h.zero_count = f,
+                    "z_bucket_w" => h.zero_threshold = f,
+                    "offset" => offset = int()?,
+                    _ => n_offset = int()?,
+                }
             }
             s = r[end..].trim_start_matches(is_space);
         } else {
             return Err(format!("bad histogram descriptor found: {key:?}"));
         }
+        seen.push(key);
     }
-    Ok(())
+    h.check_schema()?;
+    if !h.positive_buckets.is_empty() {
+        h.positive_spans = vec![Span {
+            offset,
+            length: h.positive_buckets.len() as u32,
+        }];
+    }
+    if !h.negative_buckets.is_empty() {
+        h.negative_spans = vec![Span {
+            offset: n_offset,
+            length: h.negative_buckets.len() as u32,
+        }];
+    }
+    Ok((h, hint_set))
 }
 
 /// `{{…}}`, `{{…}}xN`, `{{…}}+{{…}}xN`, `{{…}}-{{…}}xN`.
 fn parse_histogram_item(item: &str, out: &mut Vec<SeqValue>) -> Result<(), String> {
     let (body, rest) = take_histogram(item)?;
-    check_histogram_body(body)?;
+    let (base, base_hint) = build_histogram(body)?;
     if rest.is_empty() {
-        return push_n(out, SeqValue::Histogram, 1);
+        return push_n(out, SeqValue::Histogram(Box::new(base), base_hint), 1);
     }
     if let Some(n) = rest.strip_prefix('x') {
-        return push_n(out, SeqValue::Histogram, parse_count(n)?.saturating_add(1));
+        return push_n(
+            out,
+            SeqValue::Histogram(Box::new(base), base_hint),
+            parse_count(n)?.saturating_add(1),
+        );
     }
     if let Some(r) = rest.strip_prefix(['+', '-']) {
+        let negative = rest.starts_with('-');
         let (body2, r) = take_histogram(r)?;
-        check_histogram_body(body2)?;
+        let (inc, inc_hint) = build_histogram(body2)?;
         let n = r
             .strip_prefix('x')
             .ok_or_else(|| format!("expected `x<count>` after {item:?}"))?;
-        return push_n(out, SeqValue::Histogram, parse_count(n)?.saturating_add(1));
+        let n = parse_count(n)?;
+        if n >= MAX_HISTOGRAMS_PER_ITEM {
+            return Err(format!(
+                "histogram repeated more than {MAX_HISTOGRAMS_PER_ITEM} times"
+            ));
+        }
+        // Upstream marks every element with the increment's hint flag.
+        push_n(
+            out,
+            SeqValue::Histogram(Box::new(base.clone()), inc_hint),
+            1,
+        )?;
+        let mut cur = base;
+        for _ in 0..n {
+            if cur.schema > inc.schema {
+                return Err(format!(
+                    "error combining histograms: cannot merge from schema {} to {}",
+                    inc.schema, cur.schema
+                ));
+            }
+            let r = if negative {
+                cur.sub(&inc)
+            } else {
+                cur.add(&inc)
+            };
+            r.map_err(|e| format!("error combining histograms: {e}"))?;
+            push_n(out, SeqValue::Histogram(Box::new(cur.clone()), inc_hint), 1)?;
+        }
+        return Ok(());
     }
     Err(format!("unexpected {rest:?} after histogram in {item:?}"))
 }
@@ -565,21 +657,50 @@ mod tests {
 
     #[test]
     fn histograms() {
+        fn hists(s: &str) -> Vec<Option<FloatHistogram>> {
+            vals(s)
+                .into_iter()
+                .map(|v| match v {
+                    Histogram(h, _) => Some(*h),
+                    _ => None,
+                })
+                .collect()
+        }
+        let h = hists("{{schema:1 sum:5 count:4 buckets:[1 2 1] offset:-1}}");
+        let want = FloatHistogram {
+            schema: 1,
+            sum: 5.0,
+            count: 4.0,
+            positive_spans: vec![Span {
+                offset: -1,
+                length: 3,
+            }],
+            positive_buckets: vec![1.0, 2.0, 1.0],
+            ..Default::default()
+        };
+        assert_eq!(h, vec![Some(want)]);
+        assert_eq!(hists("{{}} {{ }}").len(), 2);
+        assert_eq!(hists("{{count:1}}x2").len(), 3);
+        let h = hists("{{schema:0 sum:1 count:1 buckets:[1]}}+{{sum:2 count:2 buckets:[2]}}x2 _ 3");
+        assert_eq!(h.len(), 5);
+        let last = h[2].as_ref().unwrap();
         assert_eq!(
-            vals("{{schema:0 sum:5 count:4 buckets:[1 2 1]}}"),
-            [Histogram]
+            (last.count, last.sum, last.positive_buckets.clone()),
+            (5.0, 5.0, vec![5.0])
         );
-        assert_eq!(vals("{{}} {{ }}"), [Histogram, Histogram]);
-        assert_eq!(vals("{{count:1}}x2"), [Histogram; 3]);
-        assert_eq!(
-            vals("{{schema:0 sum:1 count:1 buckets:[1]}}+{{sum:2 count:2 buckets:[2]}}x2 _ 3"),
-            [Histogram, Histogram, Histogram, Omitted, Float(3.0)]
-        );
-        assert_eq!(vals("{{count:1}}-{{count:1}}x1"), [Histogram; 2]);
-        assert_eq!(
-            vals("{{schema:-53 sum:1 count:1 custom_values:[5 10] buckets:[1] counter_reset_hint:gauge z_bucket:0 z_bucket_w:0.001 offset:-1 n_buckets:[1] n_offset:2}}"),
-            [Histogram]
-        );
+        assert_eq!(h[3], None);
+        let h = hists("{{count:3}}-{{count:1}}x1");
+        assert_eq!(h[1].as_ref().unwrap().count, 2.0);
+        let v = vals("{{schema:-53 sum:1 count:1 custom_values:[5 10] buckets:[1] counter_reset_hint:gauge}}");
+        let Histogram(h, hint_set) = &v[0] else {
+            panic!("not a histogram")
+        };
+        assert!(hint_set);
+        assert_eq!(h.custom_values, vec![5.0, 10.0]);
+        assert_eq!(h.counter_reset_hint, CounterResetHint::Gauge);
+        assert!(parse_series_desc("m {{schema:2}}+{{schema:1}}x2").is_err());
+        assert!(parse_series_desc("m {{sum:1 sum:2}}").is_err());
+        assert!(parse_series_desc("m {{schema:9}}").is_err());
     }
 
     #[test]
