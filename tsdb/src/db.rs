@@ -4,13 +4,16 @@
 //! <dir>/
 //!   lock            advisory lock: one process per data dir
 //!   wal/            the head's write-ahead log (crate::wal)
+//!   chunks_head/    full head chunks, memory-mapped (crate::head_chunks)
 //!   <ULID>/         persisted blocks (crate::block)
 //! ```
 //!
 //! Life cycle, as in Prometheus 2.42:
 //! - **open**: take the lock, remove leftovers of interrupted block writes,
-//!   open every block, replay the WAL (last checkpoint, then the segments after
-//!   it) into the head. A torn or corrupted WAL tail — what a crash in the
+//!   open every block, load the head chunk files, replay the WAL (last
+//!   checkpoint, then the segments after it) into the head: a series record
+//!   attaches the series' full chunks from `chunks_head/`, and only newer
+//!   samples are appended from the WAL. A torn or corrupted WAL tail — what a crash in the
 //!   middle of a write leaves — is repaired (cut at the last whole record) and
 //!   reported; everything acknowledged before the crash is kept.
 //! - **compact** ([`Db::compact`]): while the head spans more than 1.5 block
@@ -30,7 +33,10 @@
 //! 3. The head drops data and the WAL is truncated only after the block
 //!    holding that data has been renamed into place.
 //! 4. WAL repair only removes bytes after the last complete record.
+//! 5. `chunks_head/` only caches what the WAL holds: losing or cutting a
+//!    head chunk file loses no sample (see [`crate::head_chunks`]).
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +47,7 @@ use crate::block::{self, Block, WriteOptions};
 use crate::compact;
 use crate::error::{Error, IoContext, Result};
 use crate::head::{range_for_timestamp, Head, HeadOptions, ReplayState, DEFAULT_BLOCK_DURATION};
+use crate::head_chunks::ChunkDiskMapper;
 use crate::labels::Matcher;
 use crate::meta::{BlockDesc, BlockMeta, Compaction};
 use crate::series::{merge_series_sets, ChunkSeries};
@@ -53,15 +60,19 @@ pub struct DbOptions {
     /// Keep blocks whose max time is within this many ms of the newest
     /// block's max time. `None`: 15 days when no size limit is set either.
     pub retention_time: Option<i64>,
-    /// Keep at most this many bytes of blocks plus WAL.
+    /// Keep at most this many bytes of blocks plus WAL plus `chunks_head/`.
     pub retention_size: Option<u64>,
     pub min_block_duration: i64,
     pub max_block_duration: i64,
     pub wal_segment_size: usize,
     pub wal_compression: bool,
-    /// Run without a WAL (appends are not durable).
+    /// Run without a WAL (appends are not durable; `chunks_head/` is
+    /// emptied on open, its chunks could not be tied to series again).
     pub no_wal: bool,
 }
+
+/// The head chunk files' directory (crate::head_chunks), as Prometheus names it.
+pub const CHUNKS_HEAD_DIR: &str = "chunks_head";
 
 pub const DEFAULT_RETENTION: i64 = 15 * 24 * 60 * 60 * 1000;
 
@@ -99,6 +110,11 @@ pub struct OpenReport {
     pub removed_parent_blocks: Vec<String>,
     pub replayed_samples: u64,
     pub wal_repaired: Option<String>,
+    /// Full head chunks taken from `chunks_head/` instead of the WAL.
+    pub mmapped_chunks: u64,
+    /// Set when a head chunk file was torn or corrupted: what was cut (the
+    /// WAL replay restored the data).
+    pub head_chunks_repaired: Option<String>,
 }
 
 /// A Prometheus-compatible data directory.
@@ -109,6 +125,9 @@ pub struct Db {
     blocks: RwLock<Vec<Arc<Block>>>,
     /// Serialises compaction, retention and deletion.
     maintenance: Mutex<()>,
+    /// ULIDs of blocks whose compaction failed in this process (also marked
+    /// in their meta.json, which blocks opened later carry).
+    failed_compactions: Mutex<HashSet<String>>,
     _lock: Option<fs::File>,
 }
 
@@ -146,16 +165,29 @@ impl Db {
         let head_opts = HeadOptions {
             chunk_range: opts.min_block_duration,
         };
+        let chunks_dir = dir.join(CHUNKS_HEAD_DIR);
         let head = if opts.no_wal {
-            Head::new(head_opts)
+            // Without a WAL, chunks of an earlier run cannot be tied to
+            // series again: start empty.
+            let mut h = Head::new(head_opts);
+            h.attach_chunk_mapper(ChunkDiskMapper::open_empty(&chunks_dir)?);
+            h
         } else {
             let wal_dir = dir.join("wal");
             let mut replay_head = Head::new(head_opts.clone());
             if let Some(t) = max_block_t {
                 replay_head.set_min_valid_time(t);
             }
-            let (samples, repaired) = replay_wal(&wal_dir, &replay_head)?;
-            report.replayed_samples = samples;
+            let (mapper, loaded) = ChunkDiskMapper::open(&chunks_dir)?;
+            report.head_chunks_repaired = loaded.repaired;
+            replay_head.attach_chunk_mapper(mapper);
+            let state = ReplayState {
+                mmapped: loaded.chunks,
+                ..ReplayState::default()
+            };
+            let (state, repaired) = replay_wal(&wal_dir, &replay_head, state)?;
+            report.replayed_samples = state.samples;
+            report.mmapped_chunks = state.mmapped_chunks;
             report.wal_repaired = repaired;
             let w = Wal::open(
                 &wal_dir,
@@ -176,6 +208,7 @@ impl Db {
             head: Arc::new(head),
             blocks: RwLock::new(blocks),
             maintenance: Mutex::new(()),
+            failed_compactions: Mutex::new(HashSet::new()),
             _lock: Some(lock),
         };
         Ok((db, report))
@@ -209,6 +242,7 @@ impl Db {
             head: Arc::new(head),
             blocks: RwLock::new(blocks),
             maintenance: Mutex::new(()),
+            failed_compactions: Mutex::new(HashSet::new()),
             _lock: None,
         })
     }
@@ -365,7 +399,17 @@ impl Db {
         // stops; the bound only guards against a planning bug looping.
         for _ in 0..10_000 {
             let blocks = self.blocks.read().clone();
-            let metas: Vec<&BlockMeta> = blocks.iter().map(|b| b.meta()).collect();
+            let failed = self.failed_compactions.lock();
+            let owned: Vec<BlockMeta> = blocks
+                .iter()
+                .map(|b| {
+                    let mut m = b.meta().clone();
+                    m.compaction.failed |= failed.contains(&m.ulid);
+                    m
+                })
+                .collect();
+            drop(failed);
+            let metas: Vec<&BlockMeta> = owned.iter().collect();
             let picked = compact::plan(&metas, &ranges);
             if picked.is_empty() {
                 break;
@@ -384,25 +428,35 @@ impl Db {
     fn merge_blocks(&self, parents: &[Arc<Block>]) -> Result<Option<BlockMeta>> {
         let metas: Vec<&BlockMeta> = parents.iter().map(|b| b.meta()).collect();
         let (compaction, mint, maxt) = compact::merged_meta(&metas);
-        let mut sets = Vec::with_capacity(parents.len());
-        for b in parents {
-            sets.push(b.select(&[], b.min_time(), b.max_time() - 1)?);
-        }
-        let series = merge_series_sets(sets);
-        let meta = block::write_block(
-            &self.dir,
-            &series,
-            &WriteOptions {
-                min_time: mint,
-                max_time: maxt,
-                compaction: Some(compaction),
-                segment_size: None,
-            },
-        )?;
-        let new = match &meta {
-            Some(m) => Some(Block::open(&self.dir.join(&m.ulid))?),
-            // Everything was deleted: nothing to write, the parents go.
-            None => None,
+        let merged = (|| -> Result<(Option<BlockMeta>, Option<Arc<Block>>)> {
+            let mut sets = Vec::with_capacity(parents.len());
+            for b in parents {
+                sets.push(b.select(&[], b.min_time(), b.max_time() - 1)?);
+            }
+            let series = merge_series_sets(sets);
+            let meta = block::write_block(
+                &self.dir,
+                &series,
+                &WriteOptions {
+                    min_time: mint,
+                    max_time: maxt,
+                    compaction: Some(compaction),
+                    segment_size: None,
+                },
+            )?;
+            let new = match &meta {
+                Some(m) => Some(Block::open(&self.dir.join(&m.ulid))?),
+                // Everything was deleted: nothing to write, the parents go.
+                None => None,
+            };
+            Ok((meta, new))
+        })();
+        let (meta, new) = match merged {
+            Ok(x) => x,
+            Err(e) => {
+                self.mark_compaction_failed(parents);
+                return Err(e);
+            }
         };
         {
             let mut bs = self.blocks.write();
@@ -416,6 +470,29 @@ impl Db {
             tracing::info!(ulid = %m.ulid, level = m.compaction.level, parents = parents.len(), mint, maxt, "compacted blocks");
         }
         Ok(meta)
+    }
+
+    /// Records that merging `parents` failed, as Prometheus does: their
+    /// meta.json gets `compaction.failed: true` and the planner skips every
+    /// range holding one of them from now on, so that one bad block (a
+    /// corrupted chunk, say) does not make every compaction fail, and an
+    /// operator sees which blocks to look at. The mark survives restarts
+    /// through meta.json; failing to write it only costs a retry.
+    fn mark_compaction_failed(&self, parents: &[Arc<Block>]) {
+        let mut failed = self.failed_compactions.lock();
+        for p in parents {
+            let mut m = p.meta().clone();
+            m.compaction.failed = true;
+            match m.write(p.dir()) {
+                Ok(_) => {
+                    tracing::warn!(ulid = %m.ulid, "compaction of block failed; marked in meta.json, the planner skips it")
+                }
+                Err(e) => {
+                    tracing::error!(ulid = %m.ulid, error = %e, "marking failed compaction in meta.json")
+                }
+            }
+            failed.insert(m.ulid);
+        }
     }
 
     /// Writes the whole head as blocks regardless of the 1.5-range trigger
@@ -500,6 +577,8 @@ impl Db {
                 Some(w) => w.lock().size()?,
                 None => 0,
             };
+            // Prometheus counts the head chunk files too.
+            sum += self.head.chunk_mapper().map_or(0, |m| m.size());
             for (i, b) in blocks.iter().enumerate() {
                 sum += b.size();
                 if sum > limit {
@@ -657,11 +736,14 @@ fn replay_wal_read_only(wal_dir: &Path, head: &Head) -> Result<()> {
 
 /// Replays `wal_dir` into `head`. Returns the samples replayed and, if the
 /// tail was corrupted and repaired, a description of what was cut.
-fn replay_wal(wal_dir: &Path, head: &Head) -> Result<(u64, Option<String>)> {
+fn replay_wal(
+    wal_dir: &Path,
+    head: &Head,
+    mut state: ReplayState,
+) -> Result<(ReplayState, Option<String>)> {
     if !wal_dir.exists() {
-        return Ok((0, None));
+        return Ok((state, None));
     }
-    let mut state = ReplayState::default();
     let mut start_segment = 0;
     if let Some((cp_dir, idx)) = wal::checkpoint::last_checkpoint(wal_dir)? {
         let mut r = wal::WalReader::open_segments(&cp_dir, 0, None)?;
@@ -673,11 +755,11 @@ fn replay_wal(wal_dir: &Path, head: &Head) -> Result<(u64, Option<String>)> {
         start_segment = idx + 1;
     }
     let Some((first, last)) = Wal::segment_range(wal_dir)? else {
-        return Ok((state.samples, None));
+        return Ok((state, None));
     };
     let from = start_segment.max(first);
     if from > last {
-        return Ok((state.samples, None));
+        return Ok((state, None));
     }
     let mut repaired = None;
     let mut r = wal::WalReader::open_segments(wal_dir, from, Some(last))?;
@@ -701,5 +783,5 @@ fn replay_wal(wal_dir: &Path, head: &Head) -> Result<(u64, Option<String>)> {
             Err(wal::ReadError::Io(e)) => return Err(e),
         }
     }
-    Ok((state.samples, repaired))
+    Ok((state, repaired))
 }

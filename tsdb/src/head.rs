@@ -27,16 +27,22 @@
 //! too): a new chunk starts at the chunk-range boundary, at the end time
 //! predicted after 30 samples (`compute_chunk_end_time`) or at 240 samples.
 //!
+//! Memory: a full chunk goes to the head chunk files (`chunks_head/`, see
+//! [`crate::head_chunks`]) when the head has a [`ChunkDiskMapper`] (every
+//! [`crate::db::Db`]); the series keeps its time range and file ref, and
+//! readers get the bytes through the file's memory map. Heads without one
+//! (backfill, read-only opens) keep full chunks as shared `Arc<[u8]>`.
+//!
 //! Concurrency: series creation takes the index write lock; everything else
-//! takes per-series mutexes. A reader copies a series' chunks under its mutex
-//! (closed chunks are shared `Arc<[u8]>`, the open one is copied), so an
-//! append can never tear what a query reads.
+//! takes per-series mutexes. A reader copies a series' chunk list under its
+//! mutex (full chunks are immutable and shared, the open one is copied), so
+//! an append can never tear what a query reads.
 //!
 //! Labels are interned: equal names and values across series share one
 //! `Arc<str>`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -44,6 +50,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::chunkenc::{Encoding, XorChunk};
 use crate::error::{Error, Result};
+use crate::head_chunks::{ChunkDiskMapper, MmappedChunk};
 use crate::index::postings::intersect;
 use crate::labels::{Label, Labels, Matcher};
 use crate::series::{ChunkBytes, ChunkData, ChunkSeries};
@@ -90,11 +97,28 @@ fn next_chunk_capacity(len: usize, samples: usize) -> usize {
     (expected + expected / 8 + 8).clamp(32, 4096)
 }
 
-/// A closed (full) chunk. Immutable, shared with readers.
+/// Where a closed chunk's bytes are.
+enum ChunkLoc {
+    /// In memory, shared with readers: heads without a data directory
+    /// (backfill, tests), or a chunk whose write to `chunks_head/` failed.
+    Mem(Arc<[u8]>),
+    /// In a head chunk file ([`ChunkDiskMapper`] ref); read through its map.
+    Disk(u64),
+}
+
+/// A closed (full) chunk. Immutable.
 struct ClosedChunk {
     min_time: i64,
     max_time: i64,
-    data: Arc<[u8]>,
+    loc: ChunkLoc,
+}
+
+/// What cutting a chunk needs besides the series' data: where full chunks
+/// go, and the series ref they are filed under.
+#[derive(Clone, Copy)]
+struct CutCtx<'a> {
+    series_ref: u64,
+    mapper: Option<&'a ChunkDiskMapper>,
 }
 
 /// The chunk being appended to.
@@ -128,13 +152,31 @@ impl SeriesData {
                 .is_none_or(|o| o.chunk.num_samples() == 0)
     }
 
-    fn close_open(&mut self) {
+    fn close_open(&mut self, ctx: CutCtx<'_>) {
         if let Some(o) = self.open.take() {
             if o.chunk.num_samples() > 0 {
+                let loc = match ctx.mapper {
+                    None => ChunkLoc::Mem(Arc::from(o.chunk.bytes())),
+                    Some(m) => match m.write_chunk(
+                        ctx.series_ref,
+                        o.min_time,
+                        o.max_time,
+                        Encoding::Xor,
+                        o.chunk.bytes(),
+                    ) {
+                        Ok(r) => ChunkLoc::Disk(r),
+                        Err(e) => {
+                            // The WAL holds the samples either way; keeping
+                            // the chunk in memory only costs memory.
+                            tracing::warn!(error = %e, "writing head chunk to disk failed; keeping it in memory");
+                            ChunkLoc::Mem(Arc::from(o.chunk.bytes()))
+                        }
+                    },
+                };
                 self.closed.push(ClosedChunk {
                     min_time: o.min_time,
                     max_time: o.max_time,
-                    data: Arc::from(o.chunk.bytes()),
+                    loc,
                 });
             }
         }
@@ -142,14 +184,14 @@ impl SeriesData {
 
     /// Appends an in-order sample, cutting chunks as Prometheus does.
     /// Returns false (and changes nothing) when `t` is not after the newest.
-    fn append(&mut self, t: i64, v: f64, chunk_range: i64) -> bool {
+    fn append(&mut self, t: i64, v: f64, chunk_range: i64, ctx: CutCtx<'_>) -> bool {
         if let Some(max) = self.max_time() {
             if t <= max {
                 return false;
             }
         }
         if self.open.is_none() {
-            self.cut(t, chunk_range);
+            self.cut(t, chunk_range, ctx);
         }
         let o = self.open.as_ref().expect("open chunk exists after cut");
         let n = o.chunk.num_samples();
@@ -160,7 +202,7 @@ impl SeriesData {
             self.next_at = compute_chunk_end_time(o.min_time, o.max_time, self.next_at);
         }
         if t >= self.next_at || n >= SAMPLES_PER_CHUNK * 2 {
-            self.cut(t, chunk_range);
+            self.cut(t, chunk_range, ctx);
         }
         let o = self.open.as_mut().expect("open chunk exists after cut");
         if o.chunk.num_samples() == 0 {
@@ -172,11 +214,11 @@ impl SeriesData {
         true
     }
 
-    fn cut(&mut self, t: i64, chunk_range: i64) {
+    fn cut(&mut self, t: i64, chunk_range: i64, ctx: CutCtx<'_>) {
         let capacity = self.open.as_ref().map_or(INITIAL_CHUNK_BYTES, |o| {
             next_chunk_capacity(o.chunk.bytes().len(), o.chunk.num_samples())
         });
-        self.close_open();
+        self.close_open(ctx);
         self.open = Some(OpenChunk {
             min_time: t,
             max_time: i64::MIN,
@@ -185,16 +227,30 @@ impl SeriesData {
         self.next_at = range_for_timestamp(t, chunk_range);
     }
 
-    /// Chunks overlapping `[mint, maxt]`, as shareable snapshots.
-    fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
+    /// Chunks overlapping `[mint, maxt]`, as shareable snapshots. A chunk
+    /// on disk is handed out with its mapped file, which stays readable
+    /// even if truncation deletes the file meanwhile.
+    fn chunks_in(&self, mint: i64, maxt: i64, mapper: Option<&ChunkDiskMapper>) -> Vec<ChunkData> {
         let mut out = Vec::new();
         for c in &self.closed {
             if c.min_time <= maxt && c.max_time >= mint {
+                let bytes = match &c.loc {
+                    ChunkLoc::Mem(b) => ChunkBytes::Owned(b.clone()),
+                    ChunkLoc::Disk(r) => match mapper.and_then(|m| m.file_for(*r)) {
+                        Some((f, off)) => ChunkBytes::HeadFile(f, off),
+                        None => {
+                            // Files are deleted only after truncation dropped
+                            // every chunk in them; reaching this is a bug.
+                            tracing::error!(chunk_ref = r, "head chunk file missing");
+                            continue;
+                        }
+                    },
+                };
                 out.push(ChunkData {
                     min_time: c.min_time,
                     max_time: c.max_time,
                     encoding: Encoding::Xor,
-                    bytes: ChunkBytes::Owned(c.data.clone()),
+                    bytes,
                 });
             }
         }
@@ -227,7 +283,14 @@ impl SeriesData {
 
     fn heap_bytes(&self) -> usize {
         self.closed.capacity() * std::mem::size_of::<ClosedChunk>()
-            + self.closed.iter().map(|c| c.data.len() + 16).sum::<usize>()
+            + self
+                .closed
+                .iter()
+                .map(|c| match &c.loc {
+                    ChunkLoc::Mem(b) => b.len() + 16,
+                    ChunkLoc::Disk(_) => 0,
+                })
+                .sum::<usize>()
             + self.open.as_ref().map_or(0, |o| o.chunk.heap_bytes())
     }
 }
@@ -305,7 +368,7 @@ impl MemPostings {
 /// sequential: series refs and label-set hashes. One multiplication instead
 /// of SipHash, which the append-by-ref path would otherwise pay per sample.
 /// The keys are not attacker-chosen in a way that matters: refs are handed
-/// out by the head, and label hashes are SipHash outputs already.
+/// out by the head, and label hashes are keyed foldhash outputs already.
 #[derive(Default, Clone, Copy)]
 struct U64Hasher(u64);
 
@@ -332,11 +395,13 @@ type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<U64Hasher>>;
 #[derive(Default)]
 struct SeriesIndex {
     by_ref: U64Map<Arc<MemSeries>>,
-    /// Label-set hash → series ref. A hash shared by two label sets (rare)
-    /// keeps the other refs in `collisions`, so the common case costs no
-    /// allocation per series.
-    by_hash: U64Map<u64>,
-    collisions: U64Map<Vec<u64>>,
+    /// Label-set hash → series. A hash shared by two label sets (rare)
+    /// keeps the other series in `collisions`, so the common case costs no
+    /// allocation per series. The series itself, not its ref, so that a
+    /// lookup by labels is one probe, not two (a pointer takes the same
+    /// 8 bytes as a ref).
+    by_hash: U64Map<Arc<MemSeries>>,
+    collisions: U64Map<Vec<Arc<MemSeries>>>,
     postings: MemPostings,
     symbols: HashSet<Arc<str>>,
 }
@@ -352,25 +417,28 @@ impl SeriesIndex {
 
     fn lookup(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
         let first = self.by_hash.get(&hash)?;
-        std::iter::once(first)
-            .chain(self.collisions.get(&hash).into_iter().flatten())
-            .filter_map(|r| self.by_ref.get(r))
+        if &first.labels == labels {
+            return Some(first);
+        }
+        self.collisions
+            .get(&hash)?
+            .iter()
             .find(|s| &s.labels == labels)
     }
 
-    fn add_hash(&mut self, hash: u64, r: u64) {
-        if let Some(&existing) = self.by_hash.get(&hash) {
-            if existing != r {
-                self.collisions.entry(hash).or_default().push(r);
+    fn add_hash(&mut self, hash: u64, s: &Arc<MemSeries>) {
+        match self.by_hash.get(&hash) {
+            Some(existing) if existing.series_ref == s.series_ref => {}
+            Some(_) => self.collisions.entry(hash).or_default().push(s.clone()),
+            None => {
+                self.by_hash.insert(hash, s.clone());
             }
-        } else {
-            self.by_hash.insert(hash, r);
         }
     }
 
     fn remove_hash(&mut self, hash: u64, r: u64) {
-        if self.by_hash.get(&hash) == Some(&r) {
-            // Promote a colliding ref, if any, to the primary slot.
+        if self.by_hash.get(&hash).map(|s| s.series_ref) == Some(r) {
+            // Promote a colliding series, if any, to the primary slot.
             match self.collisions.get_mut(&hash).and_then(|v| v.pop()) {
                 Some(next) => {
                     self.by_hash.insert(hash, next);
@@ -380,7 +448,7 @@ impl SeriesIndex {
                 }
             }
         } else if let Some(v) = self.collisions.get_mut(&hash) {
-            v.retain(|x| *x != r);
+            v.retain(|x| x.series_ref != r);
         }
         if self.collisions.get(&hash).is_some_and(|v| v.is_empty()) {
             self.collisions.remove(&hash);
@@ -388,10 +456,27 @@ impl SeriesIndex {
     }
 }
 
-fn labels_hash(l: &Labels) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    l.hash(&mut h);
-    h.finish()
+/// Hashes label sets for the series index: foldhash (a few multiplications
+/// per 16 bytes, where SipHash spent about 1,000 instructions on a
+/// five-label set), keyed with a per-process random seed so that label sets
+/// chosen by a remote-write client cannot be made to collide on purpose.
+/// The hash never leaves memory, so it need not be stable across runs.
+#[derive(Clone, Default)]
+struct LabelHasher(foldhash::fast::RandomState);
+
+impl LabelHasher {
+    fn hash(&self, l: &Labels) -> u64 {
+        let mut h = self.0.build_hasher();
+        for x in l {
+            // 0xff never occurs in UTF-8: names and values cannot run into
+            // each other, so distinct label sets feed distinct bytes.
+            h.write(x.name.as_bytes());
+            h.write_u8(0xff);
+            h.write(x.value.as_bytes());
+            h.write_u8(0xff);
+        }
+        h.finish()
+    }
 }
 
 /// Head counters, exported as metrics by the server.
@@ -435,6 +520,9 @@ pub struct Head {
     min_valid_time: AtomicI64,
     tombstones: Mutex<Tombstones>,
     wal: Option<Mutex<Wal>>,
+    /// Where full chunks go (`chunks_head/`); `None` keeps them in memory.
+    chunk_mapper: Option<Arc<ChunkDiskMapper>>,
+    label_hasher: LabelHasher,
     /// Buffers reused across commits (see [`CommitBuffers`]).
     buffers: Mutex<CommitBuffers>,
     pub stats: HeadStats,
@@ -471,6 +559,8 @@ impl Head {
             min_valid_time: AtomicI64::new(i64::MIN),
             tombstones: Mutex::new(Tombstones::new()),
             wal: wal.map(Mutex::new),
+            chunk_mapper: None,
+            label_hasher: LabelHasher::default(),
             buffers: Mutex::new(CommitBuffers::default()),
             stats: HeadStats::default(),
         }
@@ -479,6 +569,24 @@ impl Head {
     /// Attaches the WAL after replay, so replay itself is not logged again.
     pub fn attach_wal(&mut self, wal: Wal) {
         self.wal = Some(Mutex::new(wal));
+    }
+
+    /// Writes full chunks to `mapper`'s files from now on and reads them
+    /// through its maps, keeping only a ref per chunk in memory. Set before
+    /// the WAL replay, which attaches the chunks the files already hold.
+    pub fn attach_chunk_mapper(&mut self, mapper: ChunkDiskMapper) {
+        self.chunk_mapper = Some(Arc::new(mapper));
+    }
+
+    pub fn chunk_mapper(&self) -> Option<&ChunkDiskMapper> {
+        self.chunk_mapper.as_deref()
+    }
+
+    fn cut_ctx(&self, series_ref: u64) -> CutCtx<'_> {
+        CutCtx {
+            series_ref,
+            mapper: self.chunk_mapper.as_deref(),
+        }
     }
 
     pub fn chunk_range(&self) -> i64 {
@@ -561,7 +669,7 @@ impl Head {
     }
 
     fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
-        let hash = labels_hash(labels);
+        let hash = self.label_hasher.hash(labels);
         if let Some(s) = self.index.read().lookup(hash, labels) {
             return (s.clone(), false);
         }
@@ -601,7 +709,7 @@ impl Head {
             }),
         });
         idx.postings.add(r, &s.labels);
-        idx.add_hash(hash, r);
+        idx.add_hash(hash, &s);
         idx.by_ref.insert(r, s.clone());
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
         s
@@ -655,7 +763,10 @@ impl Head {
         let mut out: Vec<ChunkSeries> = series
             .into_iter()
             .filter_map(|s| {
-                let chunks = s.data.lock().chunks_in(mint, maxt);
+                let chunks = s
+                    .data
+                    .lock()
+                    .chunks_in(mint, maxt, self.chunk_mapper.as_deref());
                 if chunks.is_empty() {
                     return None;
                 }
@@ -783,7 +894,7 @@ impl Head {
                     continue;
                 }
                 if let Some(s) = idx.by_ref.remove(r) {
-                    idx.remove_hash(labels_hash(&s.labels), *r);
+                    idx.remove_hash(self.label_hasher.hash(&s.labels), *r);
                     removed_labels.push(s.labels.clone());
                 }
             }
@@ -801,6 +912,14 @@ impl Head {
                 })
                 .collect();
             idx.symbols = live;
+        }
+        if let Some(m) = &self.chunk_mapper {
+            // Every chunk ending before `mint` is gone from memory: the
+            // files holding only such chunks can go. A failure only leaves
+            // files behind, which the next truncation retries.
+            if let Err(e) = m.truncate(mint) {
+                tracing::warn!(error = %e, "deleting old head chunk files failed");
+            }
         }
         let mut t = self.tombstones.lock();
         t.truncate_before(mint);
@@ -843,15 +962,23 @@ impl Head {
             record::Record::Series(series) => {
                 let mut idx = self.index.write();
                 for s in series {
-                    let hash = labels_hash(&s.labels);
+                    let hash = self.label_hasher.hash(&s.labels);
+                    let mmapped = state.mmapped.remove(&s.series_ref);
                     if let Some(existing) = idx.lookup(hash, &s.labels) {
                         // Same labels logged twice under two refs (after a
                         // checkpoint): map the new ref onto the existing one.
                         state.ref_map.insert(s.series_ref, existing.series_ref);
+                        if let Some(cs) = mmapped {
+                            let existing = existing.clone();
+                            self.attach_mmapped(&existing, cs, state);
+                        }
                         continue;
                     }
-                    self.insert_series(&mut idx, s.series_ref, &s.labels, hash);
+                    let series = self.insert_series(&mut idx, s.series_ref, &s.labels, hash);
                     self.next_ref.fetch_max(s.series_ref + 1, Ordering::Relaxed);
+                    if let Some(cs) = mmapped {
+                        self.attach_mmapped(&series, cs, state);
+                    }
                 }
             }
             record::Record::Samples(samples) => {
@@ -870,7 +997,12 @@ impl Head {
                     if smp.t < self.min_valid_time() {
                         continue;
                     }
-                    if s.data.lock().append(smp.t, smp.v, self.opts.chunk_range) {
+                    if s.data.lock().append(
+                        smp.t,
+                        smp.v,
+                        self.opts.chunk_range,
+                        self.cut_ctx(s.series_ref),
+                    ) {
                         state.samples += 1;
                         mint = mint.min(smp.t);
                         maxt = maxt.max(smp.t);
@@ -903,10 +1035,83 @@ impl Head {
     }
 }
 
+impl Head {
+    /// Gives a series just created by the WAL replay the chunks the head
+    /// chunk files hold for it. They are a gap-free prefix of its chunks
+    /// (see [`crate::head_chunks`]), so the replay then appends only WAL
+    /// samples newer than them, which rebuilds the open chunk exactly.
+    /// Chunks are attached only to a series without data yet; otherwise
+    /// they are left out and the WAL samples, which hold the same data,
+    /// fill the series instead.
+    fn attach_mmapped(
+        &self,
+        s: &MemSeries,
+        mut chunks: Vec<MmappedChunk>,
+        state: &mut ReplayState,
+    ) {
+        let Some(mapper) = self.chunk_mapper.as_deref() else {
+            return;
+        };
+        // Chunks already persisted in a block are not the head's any more.
+        let min_valid = self.min_valid_time();
+        chunks.retain(|c| c.max_time >= min_valid);
+        // The head holds float samples only; a series with histogram chunks
+        // (from a Prometheus head) is left to the WAL replay, which skips
+        // histogram records as before.
+        if chunks.is_empty()
+            || chunks.iter().any(|c| c.encoding != Encoding::Xor)
+            || chunks.windows(2).any(|w| w[0].max_time >= w[1].min_time)
+        {
+            return;
+        }
+        let last = chunks.last().expect("not empty");
+        // The newest sample's value decides whether a later append at the
+        // same timestamp is a duplicate.
+        let last_value = mapper.file_for(last.chunk_ref).and_then(|(f, off)| {
+            let (_, data) = f.chunk_at(off).ok()?;
+            let mut it = crate::chunkenc::XorIter::new(data);
+            let mut lastv = None;
+            for (t, v) in it.by_ref() {
+                lastv = Some((t, v));
+            }
+            match (it.err(), lastv) {
+                (None, Some((t, v))) if t == last.max_time => Some(v),
+                _ => None,
+            }
+        });
+        let Some(last_value) = last_value else {
+            return;
+        };
+        let mut d = s.data.lock();
+        if !d.is_empty() {
+            return;
+        }
+        let (mint, maxt) = (chunks[0].min_time, last.max_time);
+        d.open = None;
+        d.last_value = last_value;
+        d.closed = chunks
+            .iter()
+            .map(|c| ClosedChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                loc: ChunkLoc::Disk(c.chunk_ref),
+            })
+            .collect();
+        drop(d);
+        state.mmapped_chunks += chunks.len() as u64;
+        self.update_min_max(mint, maxt);
+    }
+}
+
 /// Progress of a WAL replay.
 #[derive(Default, Debug)]
 pub struct ReplayState {
     pub ref_map: HashMap<u64, u64>,
+    /// Chunks found in `chunks_head/` by series ref, not yet attached: a
+    /// series record of the WAL attaches its series' chunks.
+    pub mmapped: HashMap<u64, Vec<MmappedChunk>>,
+    /// Chunks attached from `chunks_head/`.
+    pub mmapped_chunks: u64,
     pub samples: u64,
     pub unknown_refs: u64,
     pub skipped_records: u64,
@@ -1051,13 +1256,21 @@ impl Appender<'_> {
                         *buf = Vec::new();
                     }
                 }
+                let (series_len, samples_len) = (b.series_rec.len(), b.samples_rec.len());
+                // Series records come in bursts (a new target, a restart of
+                // many pods); the samples record is the same size every scrape.
+                crate::wal::segment::shrink_oversized(&mut b.series_rec, series_len.min(64 * 1024));
+                crate::wal::segment::shrink_oversized(&mut b.samples_rec, samples_len);
                 res?;
             }
         }
         let mut stats = CommitStats::default();
         let range = head.opts.chunk_range;
         for (smp, s) in self.samples.iter().zip(self.series.iter()) {
-            if s.data.lock().append(smp.t, smp.v, range) {
+            if s.data
+                .lock()
+                .append(smp.t, smp.v, range, head.cut_ctx(s.series_ref))
+            {
                 stats.appended += 1;
             } else {
                 stats.out_of_order += 1;

@@ -13,6 +13,7 @@ pub mod db;
 pub mod encoding;
 pub mod error;
 pub mod head;
+pub mod head_chunks;
 pub mod index;
 pub mod labels;
 pub mod meta;

@@ -10,11 +10,14 @@
 //!
 //! Chunk bytes are shared, never copied per reader: a block chunk is an
 //! [`Arc`] of the block plus a reference into its memory-mapped segment file;
-//! a head chunk is an `Arc<[u8]>` snapshot of the chunk at selection time, so
-//! appends that happen afterwards cannot change what the query sees.
+//! a full head chunk is an [`Arc`] of its memory-mapped `chunks_head/` file
+//! plus an offset (or an `Arc<[u8]>` for heads without files), and the open
+//! head chunk is an `Arc<[u8]>` snapshot taken at selection time, so appends
+//! that happen afterwards cannot change what the query sees.
 
 use std::sync::Arc;
 
+use crate::chunkenc::histogram::{FloatHistogram, FloatHistogramIter, HistogramIter};
 use crate::chunkenc::{Encoding, XorIter};
 use crate::error::Result;
 use crate::labels::Labels;
@@ -27,6 +30,8 @@ pub enum ChunkBytes {
     Owned(Arc<[u8]>),
     /// A chunk in a persisted block, read through its memory map on use.
     Block(Arc<crate::block::Block>, u64),
+    /// A full head chunk in a `chunks_head/` file, at this offset.
+    HeadFile(Arc<crate::head_chunks::HeadChunkFile>, u32),
 }
 
 impl std::fmt::Debug for ChunkBytes {
@@ -34,6 +39,7 @@ impl std::fmt::Debug for ChunkBytes {
         match self {
             ChunkBytes::Owned(b) => write!(f, "Owned({} bytes)", b.len()),
             ChunkBytes::Block(b, r) => write!(f, "Block({}, {r:#x})", b.meta().ulid),
+            ChunkBytes::HeadFile(h, off) => write!(f, "HeadFile({h:?}, {off})"),
         }
     }
 }
@@ -54,6 +60,10 @@ impl ChunkData {
             ChunkBytes::Owned(b) => Ok(f(self.encoding, b)),
             ChunkBytes::Block(block, r) => {
                 let (enc, data) = block.chunk(*r)?;
+                Ok(f(enc, data))
+            }
+            ChunkBytes::HeadFile(h, off) => {
+                let (enc, data) = h.chunk_at(*off)?;
                 Ok(f(enc, data))
             }
         }
@@ -100,7 +110,7 @@ impl ChunkSeries {
                         }
                     }
                 }
-                // Histogram chunks are not decoded yet; they are skipped.
+                // Histogram chunks: see `float_histograms`.
             })?;
             if before > 0 && out.len() > before && out[before].0 <= out[before - 1].0 {
                 sorted = false;
@@ -122,6 +132,64 @@ impl ChunkSeries {
             out.retain(|(t, _)| !is_deleted(&self.deleted, *t));
         }
         Ok(out)
+    }
+}
+
+impl ChunkSeries {
+    /// The native histogram samples in `[mint, maxt]` (chunks of encodings 2
+    /// and 3; integer histograms converted with [`Histogram::to_float`]),
+    /// sorted by time, one per timestamp, tombstones applied, merged as
+    /// [`ChunkSeries::samples`] merges floats. XOR chunks are skipped.
+    /// A chunk that fails to decode is an error.
+    ///
+    /// [`Histogram::to_float`]: crate::chunkenc::histogram::Histogram::to_float
+    pub fn float_histograms(&self, mint: i64, maxt: i64) -> Result<Vec<(i64, FloatHistogram)>> {
+        let mut out: Vec<(i64, FloatHistogram)> = Vec::new();
+        for c in &self.chunks {
+            if !c.overlaps(mint, maxt) {
+                continue;
+            }
+            let err = c.with_bytes(|enc, data| match enc {
+                Encoding::Histogram => {
+                    let mut it = HistogramIter::new(data);
+                    for (t, h) in it.by_ref() {
+                        if (mint..=maxt).contains(&t) {
+                            out.push((t, h.to_float()));
+                        }
+                    }
+                    it.err().cloned()
+                }
+                Encoding::FloatHistogram => {
+                    let mut it = FloatHistogramIter::new(data);
+                    for (t, h) in it.by_ref() {
+                        if (mint..=maxt).contains(&t) {
+                            out.push((t, h));
+                        }
+                    }
+                    it.err().cloned()
+                }
+                _ => None,
+            })?;
+            if let Some(e) = err {
+                return Err(crate::Error::Invalid(format!(
+                    "{}: histogram chunk [{}, {}]: {e}",
+                    self.labels, c.min_time, c.max_time
+                )));
+            }
+        }
+        // Stable: among equal timestamps the later chunk's sample wins.
+        out.sort_by_key(|s| s.0);
+        let mut dedup: Vec<(i64, FloatHistogram)> = Vec::with_capacity(out.len());
+        for s in out {
+            match dedup.last_mut() {
+                Some(l) if l.0 == s.0 => *l = s,
+                _ => dedup.push(s),
+            }
+        }
+        if !self.deleted.is_empty() {
+            dedup.retain(|(t, _)| !is_deleted(&self.deleted, *t));
+        }
+        Ok(dedup)
     }
 }
 

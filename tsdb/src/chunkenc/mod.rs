@@ -7,10 +7,13 @@
 //! blocks are shared with Prometheus, `promtool` and Thanos, and the chunk
 //! bytes feed the record length and CRC32C of every chunk record.
 //!
-//! Only [`Encoding::Xor`] (float samples, Facebook's Gorilla compression as
-//! adapted by Prometheus) is implemented here; see [`xor`] for its
-//! bit-by-bit layout and [`bstream`] for the bit packing beneath it,
+//! [`Encoding::Xor`] (float samples, Facebook's Gorilla compression as
+//! adapted by Prometheus) is what the head and blocks write; see [`xor`] for
+//! its bit-by-bit layout and [`bstream`] for the bit packing beneath it,
 //! including the trailing zero byte quirk that byte identity depends on.
+//! [`histogram`] encodes and decodes the native histogram encodings
+//! ([`Encoding::Histogram`], [`Encoding::FloatHistogram`]); nothing stores
+//! histogram samples yet, but chunks Prometheus wrote can be read.
 //!
 //! Main types:
 //! - [`XorChunk`]: an appendable chunk. It keeps the appender state (last
@@ -21,6 +24,7 @@
 //!   the iteration and sets [`XorIter::err`]; it never panics.
 
 pub mod bstream;
+pub mod histogram;
 pub mod xor;
 
 pub use xor::{XorChunk, XorIter};

@@ -53,6 +53,17 @@ struct Active {
     len: u64,
 }
 
+/// Gives back the memory of a buffer that one large batch (the series
+/// records of a burst of new series, say) grew far beyond what this call
+/// needed, so that a one-off burst does not stay on the heap for good.
+/// Steady batches need the same size every time and never shrink.
+pub(crate) fn shrink_oversized(buf: &mut Vec<u8>, used: usize) {
+    if buf.capacity() > 64 * 1024 && buf.capacity() > 2 * used {
+        buf.clear();
+        buf.shrink_to(used);
+    }
+}
+
 /// An open write-ahead log. Not thread-safe by itself: the head serialises
 /// appends (as Prometheus does with a mutex).
 #[derive(Debug)]
@@ -111,10 +122,12 @@ impl Wal {
         // batch in an earlier segment.
         self.logged |= !records.is_empty();
         self.scratch.clear();
+        let mut snappy_need = 0;
         for rec in records {
             let (payload, compressed) = if self.opts.compress && !rec.is_empty() {
-                self.snappy_buf
-                    .resize(snap::raw::max_compress_len(rec.len()), 0);
+                let need = snap::raw::max_compress_len(rec.len());
+                snappy_need = snappy_need.max(need);
+                self.snappy_buf.resize(need, 0);
                 match self.snappy.compress(rec, &mut self.snappy_buf) {
                     // Compression that does not save space is not used, so
                     // incompressible records cost nothing to decode.
@@ -141,7 +154,11 @@ impl Wal {
             }
             append_fragments(&mut self.scratch, self.active.len, payload, compressed);
         }
-        write_batch(&mut self.active, &self.scratch, &mut self.poisoned)
+        let res = write_batch(&mut self.active, &self.scratch, &mut self.poisoned);
+        let used = self.scratch.len();
+        shrink_oversized(&mut self.scratch, used);
+        shrink_oversized(&mut self.snappy_buf, snappy_need);
+        res
     }
 
     /// fsyncs the current segment (and the directory if a segment was created

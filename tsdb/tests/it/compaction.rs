@@ -205,3 +205,57 @@ fn interrupted_compaction_is_repaired_on_open() {
     assert_no_overlaps(&metas(&dir));
     assert_eq!(strata_dump(&dir), want);
 }
+
+#[test]
+fn failed_compaction_marks_the_parents_and_the_planner_skips_them() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("db");
+    let (db, _) = Db::open(&dir, opts(2)).unwrap();
+    fill(&db, 0, 12);
+    drop(db);
+    let sources = metas(&dir);
+    assert!(sources.len() >= 4, "{sources:#?}");
+    // Flip a byte inside the data of the [2h, 4h) block's first chunk:
+    // merging [0h, 6h) must fail on its CRC.
+    let bad = sources
+        .iter()
+        .find(|m| m.min_time == 2 * H)
+        .expect("a [2h, 4h) block");
+    let seg = dir.join(&bad.ulid).join("chunks").join("000001");
+    let mut b = std::fs::read(&seg).unwrap();
+    b[8 + 4] ^= 0xff;
+    std::fs::write(&seg, &b).unwrap();
+
+    let (db, _) = Db::open(&dir, opts(6)).unwrap();
+    let err = db.compact().unwrap_err().to_string();
+    assert!(err.contains("000001"), "{err}");
+    let after = metas(&dir);
+    // Nothing merged, nothing lost; the three parents are marked.
+    assert_eq!(after.len(), sources.len());
+    let marked: Vec<(i64, i64)> = after
+        .iter()
+        .filter(|m| m.compaction.failed)
+        .map(|m| (m.min_time, m.max_time))
+        .collect();
+    assert_eq!(marked, vec![(0, 2 * H), (2 * H, 4 * H), (4 * H, 6 * H)]);
+    let raw = std::fs::read_to_string(dir.join(&bad.ulid).join("meta.json")).unwrap();
+    assert!(raw.contains("\"failed\": true"), "{raw}");
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".tmp")));
+    // The planner skips the marked range now, in this process and after a
+    // restart: compaction succeeds and leaves those blocks alone.
+    db.compact().unwrap();
+    drop(db);
+    let (db, _) = Db::open(&dir, opts(6)).unwrap();
+    db.compact().unwrap();
+    drop(db);
+    let last = metas(&dir);
+    for m in &after {
+        if m.compaction.failed {
+            assert!(last.iter().any(|x| x.ulid == m.ulid), "{} gone", m.ulid);
+        }
+    }
+}

@@ -62,7 +62,13 @@ fn kill_9_loses_no_acknowledged_sample() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(last_ack >= 3000, "child stopped early at {last_ack}");
-    let (db, _report) = Db::open(d.path(), DbOptions::default()).unwrap();
+    let (db, report) = Db::open(d.path(), DbOptions::default()).unwrap();
+    // Full chunks came back from chunks_head/, the rest from the WAL.
+    assert!(report.mmapped_chunks >= 20, "{report:?}");
+    assert!(
+        report.replayed_samples < 20 * (last_ack as u64 + 1),
+        "{report:?}"
+    );
     for i in 0..20 {
         let s = db
             .select(&[Matcher::equal("i", i.to_string())], i64::MIN, i64::MAX)
@@ -260,4 +266,107 @@ fn wal_is_checkpointed_after_head_compaction_and_replays_from_the_checkpoint() {
     assert_eq!(got, want);
     // Nothing is duplicated between blocks and the replayed head.
     assert_eq!(db.head().min_time(), 6 * H);
+}
+
+/// A series' labels, chunk time ranges and samples.
+type SeriesSnapshot = (String, Vec<(i64, i64)>, Vec<(i64, f64)>);
+
+/// Chunk boundaries and samples of every series, for comparing reopens.
+fn snapshot(db: &Db) -> Vec<SeriesSnapshot> {
+    db.select(&[], i64::MIN, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s.labels.to_string(),
+                s.chunks.iter().map(|c| (c.min_time, c.max_time)).collect(),
+                s.samples(i64::MIN, i64::MAX).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn head_chunks_are_mmapped_replayed_with_the_wal_and_rebuilt_when_corrupted() {
+    let d = tempfile::tempdir().unwrap();
+    let chunks_head = d.path().join("chunks_head");
+    let want;
+    {
+        let (db, _) = Db::open(d.path(), DbOptions::default()).unwrap();
+        // 3h at 15s: 720 samples, 6 chunks per series, 5 of them full.
+        fill(&db, 0, 3 * H, 15_000);
+        want = snapshot(&db);
+        assert_eq!(want.len(), 5);
+        assert!(want.iter().all(|(_, c, s)| c.len() == 6 && s.len() == 720));
+    }
+    let files: Vec<_> = std::fs::read_dir(&chunks_head).unwrap().collect();
+    assert!(!files.is_empty());
+    {
+        let (db, report) = Db::open(d.path(), DbOptions::default()).unwrap();
+        assert_eq!(report.mmapped_chunks, 25, "{report:?}");
+        assert!(report.head_chunks_repaired.is_none());
+        // Only the open chunk's samples came from the WAL.
+        assert_eq!(report.replayed_samples, 5 * 120, "{report:?}");
+        assert_eq!(snapshot(&db), want);
+        // The newest sample's value is known: same value is accepted (and
+        // dropped), another one is a duplicate.
+        let last = 3 * H - 15_000;
+        let mut app = db.appender();
+        app.append(&series(0), last, last as f64).unwrap();
+        assert!(matches!(
+            app.append(&series(0), last, 1.5),
+            Err(strata_tsdb::Error::DuplicateSampleForTimestamp)
+        ));
+    }
+    // Corrupt a byte in the first chunk of the first file: every chunk
+    // after it is dropped from the files and rebuilt from the WAL.
+    let first = chunks_head.join("000001");
+    let mut b = std::fs::read(&first).unwrap();
+    b[40] ^= 0xff;
+    std::fs::write(&first, &b).unwrap();
+    {
+        let (db, report) = Db::open(d.path(), DbOptions::default()).unwrap();
+        let repaired = report.head_chunks_repaired.as_deref().unwrap();
+        assert!(repaired.contains("000001"), "{repaired}");
+        assert_eq!(report.mmapped_chunks, 0, "{report:?}");
+        assert_eq!(report.replayed_samples, 5 * 720);
+        assert_eq!(snapshot(&db), want);
+        // The chunks the replay cut went to new files.
+        assert!(db.head().chunk_mapper().unwrap().num_files() >= 1);
+    }
+    let (db, report) = Db::open(d.path(), DbOptions::default()).unwrap();
+    assert!(report.head_chunks_repaired.is_none());
+    assert_eq!(report.mmapped_chunks, 25, "{report:?}");
+    assert_eq!(snapshot(&db), want);
+}
+
+#[test]
+fn head_chunk_files_are_deleted_once_their_chunks_are_in_blocks() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open(d.path(), DbOptions::default()).unwrap();
+    let first = d.path().join("chunks_head").join("000001");
+    // Each truncation finishes the current file, so a file holds the chunks
+    // cut between two compactions.
+    fill(&db, 0, 5 * H, 15_000);
+    assert_eq!(db.compact().unwrap().len(), 1); // [0, 2h); file 1 ends at 5h
+    fill(&db, 5 * H, 7 * H, 15_000);
+    assert_eq!(db.compact().unwrap().len(), 1); // [2h, 4h)
+    assert!(first.exists());
+    let files_before = db.head().chunk_mapper().unwrap().num_files();
+    fill(&db, 7 * H, 9 * H, 15_000);
+    assert_eq!(db.compact().unwrap().len(), 1); // [4h, 6h): file 1 is all in blocks
+    assert!(!first.exists());
+    let mapper = db.head().chunk_mapper().unwrap();
+    assert!(mapper.num_files() < files_before + 1);
+    assert_eq!(
+        std::fs::read_dir(d.path().join("chunks_head"))
+            .unwrap()
+            .count(),
+        mapper.num_files()
+    );
+    let want = snapshot(&db);
+    drop(db);
+    let (db, report) = Db::open(d.path(), DbOptions::default()).unwrap();
+    assert!(report.head_chunks_repaired.is_none());
+    assert_eq!(snapshot(&db), want);
 }
