@@ -28,6 +28,11 @@ pub struct QueryArgs {
     /// Re-resolution interval of dns+ and dnssrv+ endpoints.
     #[arg(long = "store.sd-dns-interval", default_value = "30s")]
     sd_dns_interval: String,
+    /// Hidden, strata only (Thanos has none): the DNS server (ip:port) that
+    /// resolves dns+ and dnssrv+ endpoints instead of the system's resolver,
+    /// with no search domains and no cache. For tests and debugging.
+    #[arg(long = "store.sd-dns-resolver-address", hide = true)]
+    sd_dns_resolver: Option<std::net::SocketAddr>,
     /// Limit of one store's answer; 0 disables it (the query timeout still applies).
     #[arg(long = "store.response-timeout", default_value = "0ms")]
     response_timeout: String,
@@ -158,6 +163,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     cfg.endpoints.sd_files = a.sd_files.clone();
     cfg.endpoints.sd_interval = duration("store.sd-interval", &a.sd_interval)?;
     cfg.endpoints.dns_interval = duration("store.sd-dns-interval", &a.sd_dns_interval)?;
+    cfg.endpoints.dns_resolver = a.sd_dns_resolver;
     cfg.endpoints.unhealthy_timeout = duration("store.unhealthy-timeout", &a.unhealthy_timeout)?;
     let info = duration("endpoint.info-timeout", &a.info_timeout)?;
     if info.is_zero() {

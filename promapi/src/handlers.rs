@@ -465,9 +465,9 @@ async fn parse_query(State(api): ApiState, req: Request) -> Response {
     respond(parse_query_impl(api, req).await)
 }
 
-/// The AST as JSON. Prometheus marks this endpoint experimental; the shape is
-/// the parser's own serialization, close to but not identical with
-/// Prometheus' `translateAST`.
+/// The AST as JSON, in the shape of Prometheus 3.0–3.5's `translateAST`
+/// (`web/api/v1/translate_ast.go`; see [`ast_json`]). Prometheus marks this
+/// endpoint experimental.
 async fn parse_query_impl(api: Arc<Api>, req: Request) -> ApiResult {
     let (params, _) = read_params(&api, req).await?;
     let query = params.value("query").to_string();
@@ -476,11 +476,368 @@ async fn parse_query_impl(api: Arc<Api>, req: Request) -> ApiResult {
     blocking(move || {
         let expr = strata_promql::parse(&query, &opts)
             .map_err(|e| ApiError::invalid_param("query", query_error_message(e)))?;
-        let json = to_go_json(&expr)
+        let json = to_go_json(&ast_json::translate(&expr))
             .map_err(|e| ApiError::internal(format!("cannot encode the syntax tree: {e}")))?;
         Ok(Success::data(json))
     })
     .await
+}
+
+/// `/parse_query`'s answer: the syntax tree as Prometheus 3.0–3.5 encode it
+/// for their UI's tree view (`translateAST`). Every node is an object with a
+/// `type` (`aggregation`, `binaryExpr`, `call`, `matrixSelector`,
+/// `subquery`, `numberLiteral`, `parenExpr`, `stringLiteral`, `unaryExpr`,
+/// `vectorSelector`) and that node's fields; keys come out sorted, as Go
+/// writes a map. The rules that are not obvious from the node types:
+/// - a selector's `matchers` end with the `__name__` matcher when the
+///   metric name was written outside the braces (Prometheus appends it);
+///   `name` is only that outside name;
+/// - `offset` and `range`/`step` are milliseconds (offset signed, 0 when
+///   absent), `timestamp` is the `@` time in ms or null, `startOrEnd` is
+///   `"start"`/`"end"` for `@ start()`/`@ end()` or null;
+/// - a binary expression has `matching` only when both sides are instant
+///   vectors (Prometheus drops it for scalar operands), with card
+///   `many-to-many` for `and`/`or`/`unless`;
+/// - number values are Go's shortest decimal form (`'f'`, no exponent),
+///   `+Inf`, `-Inf`, `NaN`; a negative number literal is one literal;
+/// - a function's `argTypes`, `variadic` and `returnType` come from the
+///   function table.
+///
+/// Not reproduced: unary `+` (the parser drops it; Prometheus keeps a
+/// `unaryExpr` with op `+`), and the fields Prometheus 3.7+ added for
+/// experimental syntax (`rangeExpr`, `anchored`, `fillValues`, ...).
+mod ast_json {
+    use std::time::{Duration, SystemTime};
+
+    use promql_parser::label::{MatchOp, Matchers, METRIC_NAME};
+    use promql_parser::parser::value::ValueType;
+    use promql_parser::parser::{
+        AtModifier, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector,
+    };
+    use serde_json::{json, Value};
+
+    fn ms(d: &Duration) -> i64 {
+        i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn offset_ms(o: &Option<Offset>) -> i64 {
+        match o {
+            None => 0,
+            Some(Offset::Pos(d)) => ms(d),
+            Some(Offset::Neg(d)) => -ms(d),
+        }
+    }
+
+    /// `(timestamp, startOrEnd)` of an `@` modifier.
+    fn at(a: &Option<AtModifier>) -> (Value, Value) {
+        match a {
+            None => (Value::Null, Value::Null),
+            Some(AtModifier::Start) => (Value::Null, json!("start")),
+            Some(AtModifier::End) => (Value::Null, json!("end")),
+            Some(AtModifier::At(t)) => {
+                let v = match t.duration_since(SystemTime::UNIX_EPOCH) {
+                    Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+                    Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+                };
+                (json!(v), Value::Null)
+            }
+        }
+    }
+
+    /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
+    pub fn go_float(v: f64) -> String {
+        if v.is_nan() {
+            "NaN".into()
+        } else if v.is_infinite() {
+            if v > 0.0 {
+                "+Inf".into()
+            } else {
+                "-Inf".into()
+            }
+        } else {
+            // Rust's `Display` for f64 is the shortest round-trip digits
+            // without an exponent, which is what 'f' with precision -1 is.
+            format!("{v}")
+        }
+    }
+
+    fn value_type(t: &ValueType) -> &'static str {
+        match t {
+            ValueType::Vector => "vector",
+            ValueType::Scalar => "scalar",
+            ValueType::Matrix => "matrix",
+            ValueType::String => "string",
+        }
+    }
+
+    fn matchers(vs: &VectorSelector) -> Value {
+        let one = |m: &promql_parser::label::Matcher| {
+            let op = match m.op {
+                MatchOp::Equal => "=",
+                MatchOp::NotEqual => "!=",
+                MatchOp::Re(_) => "=~",
+                MatchOp::NotRe(_) => "!~",
+            };
+            json!({"name": m.name, "value": m.value, "type": op})
+        };
+        let Matchers {
+            matchers,
+            or_matchers,
+        } = &vs.matchers;
+        let mut out: Vec<Value> = matchers.iter().map(one).collect();
+        // `{a="1" or b="2"}` has no Prometheus 3.5 form; list every alternative.
+        out.extend(or_matchers.iter().flatten().map(one));
+        if let Some(name) = &vs.name {
+            let has = matchers.iter().any(|m| {
+                m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal) && &m.value == name
+            });
+            if !has {
+                out.push(json!({"name": METRIC_NAME, "value": name, "type": "="}));
+            }
+        }
+        Value::Array(out)
+    }
+
+    fn selector_fields(vs: &VectorSelector, kind: &str) -> serde_json::Map<String, Value> {
+        let (timestamp, start_or_end) = at(&vs.at);
+        let mut m = serde_json::Map::new();
+        m.insert("type".into(), json!(kind));
+        m.insert("name".into(), json!(vs.name.clone().unwrap_or_default()));
+        m.insert("offset".into(), json!(offset_ms(&vs.offset)));
+        m.insert("matchers".into(), matchers(vs));
+        m.insert("timestamp".into(), timestamp);
+        m.insert("startOrEnd".into(), start_or_end);
+        m
+    }
+
+    fn labels(l: Option<&promql_parser::label::Labels>) -> Value {
+        json!(l.map(|l| l.labels.clone()).unwrap_or_default())
+    }
+
+    /// See the module docs.
+    pub fn translate(e: &Expr) -> Value {
+        match e {
+            Expr::Aggregate(a) => json!({
+                "type": "aggregation",
+                "op": a.op.to_string(),
+                "expr": translate(&a.expr),
+                "param": a.param.as_deref().map_or(Value::Null, translate),
+                "grouping": labels(a.modifier.as_ref().map(LabelModifier::labels)),
+                "without": matches!(a.modifier, Some(LabelModifier::Exclude(_))),
+            }),
+            Expr::Binary(b) => {
+                let vectors = b.lhs.value_type() == ValueType::Vector
+                    && b.rhs.value_type() == ValueType::Vector;
+                let modifier = b.modifier.as_ref();
+                let matching = if vectors {
+                    let (card, include) = if b.op.is_set_operator() {
+                        ("many-to-many", Value::Array(Vec::new()))
+                    } else {
+                        match modifier.map(|m| &m.card) {
+                            Some(VectorMatchCardinality::ManyToOne(l)) => {
+                                ("many-to-one", labels(Some(l)))
+                            }
+                            Some(VectorMatchCardinality::OneToMany(l)) => {
+                                ("one-to-many", labels(Some(l)))
+                            }
+                            Some(VectorMatchCardinality::ManyToMany) => {
+                                ("many-to-many", Value::Array(Vec::new()))
+                            }
+                            Some(VectorMatchCardinality::OneToOne) | None => {
+                                ("one-to-one", Value::Array(Vec::new()))
+                            }
+                        }
+                    };
+                    let matching = modifier.and_then(|m| m.matching.as_ref());
+                    json!({
+                        "card": card,
+                        "labels": labels(matching.map(LabelModifier::labels)),
+                        "on": matches!(matching, Some(LabelModifier::Include(_))),
+                        "include": include,
+                    })
+                } else {
+                    Value::Null
+                };
+                json!({
+                    "type": "binaryExpr",
+                    "op": b.op.to_string(),
+                    "lhs": translate(&b.lhs),
+                    "rhs": translate(&b.rhs),
+                    "matching": matching,
+                    "bool": modifier.is_some_and(|m| m.return_bool),
+                })
+            }
+            Expr::Call(c) => json!({
+                "type": "call",
+                "func": {
+                    "name": c.func.name,
+                    "argTypes": c.func.arg_types.iter().map(value_type).collect::<Vec<_>>(),
+                    "variadic": c.func.variadic,
+                    "returnType": value_type(&c.func.return_type),
+                },
+                "args": c.args.args.iter().map(|a| translate(a)).collect::<Vec<_>>(),
+            }),
+            Expr::MatrixSelector(m) => {
+                let mut o = selector_fields(&m.vs, "matrixSelector");
+                o.insert("range".into(), json!(ms(&m.range)));
+                Value::Object(o)
+            }
+            Expr::VectorSelector(vs) => Value::Object(selector_fields(vs, "vectorSelector")),
+            Expr::Subquery(s) => {
+                let (timestamp, start_or_end) = at(&s.at);
+                json!({
+                    "type": "subquery",
+                    "expr": translate(&s.expr),
+                    "range": ms(&s.range),
+                    "offset": offset_ms(&s.offset),
+                    "step": s.step.as_ref().map_or(0, ms),
+                    "timestamp": timestamp,
+                    "startOrEnd": start_or_end,
+                })
+            }
+            Expr::NumberLiteral(n) => json!({"type": "numberLiteral", "val": go_float(n.val)}),
+            Expr::StringLiteral(s) => json!({"type": "stringLiteral", "val": s.val}),
+            Expr::Paren(p) => json!({"type": "parenExpr", "expr": translate(&p.expr)}),
+            Expr::Unary(u) => json!({"type": "unaryExpr", "op": "-", "expr": translate(&u.expr)}),
+            // Not produced by parsing PromQL text.
+            Expr::Extension(_) => Value::Null,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        //! Expected trees written by hand from `translateAST` and the
+        //! Prometheus 3.5 parser's rules (name matcher appended, negative
+        //! literals folded, matching dropped for scalar operands, set
+        //! operators many-to-many, function table fields).
+        use super::*;
+
+        fn tree(q: &str) -> Value {
+            let opts = strata_promql::EngineOptions::default();
+            translate(&strata_promql::parse(q, &opts).unwrap())
+        }
+
+        #[test]
+        fn aggregation_call_and_matrix_selector() {
+            let want = json!({
+                "type": "aggregation", "op": "sum", "grouping": ["job"], "without": false,
+                "param": null,
+                "expr": {
+                    "type": "call",
+                    "func": {"name": "rate", "argTypes": ["matrix"], "variadic": 0, "returnType": "vector"},
+                    "args": [{
+                        "type": "matrixSelector", "name": "http_requests_total",
+                        "range": 300000, "offset": 60000, "timestamp": null, "startOrEnd": null,
+                        "matchers": [
+                            {"name": "code", "type": "=~", "value": "5.."},
+                            {"name": "__name__", "type": "=", "value": "http_requests_total"}
+                        ]
+                    }]
+                }
+            });
+            assert_eq!(
+                tree(r#"sum by (job) (rate(http_requests_total{code=~"5.."}[5m] offset 1m))"#),
+                want
+            );
+        }
+
+        #[test]
+        fn binary_matching_rules() {
+            let sel = |name: &str| {
+                json!({
+                    "type": "vectorSelector", "name": name, "offset": 0, "timestamp": null,
+                    "startOrEnd": null,
+                    "matchers": [{"name": "__name__", "type": "=", "value": name}]
+                })
+            };
+            assert_eq!(
+                tree("a * on (x) group_left (y) b"),
+                json!({
+                    "type": "binaryExpr", "op": "*", "bool": false, "lhs": sel("a"), "rhs": sel("b"),
+                    "matching": {"card": "many-to-one", "labels": ["x"], "on": true, "include": ["y"]}
+                })
+            );
+            assert_eq!(
+                tree("a and b")["matching"],
+                json!({"card": "many-to-many", "labels": [], "on": false, "include": []})
+            );
+            assert_eq!(
+                tree("a > bool ignoring (z) b")["matching"],
+                json!({"card": "one-to-one", "labels": ["z"], "on": false, "include": []})
+            );
+            assert_eq!(tree("a > bool ignoring (z) b")["bool"], json!(true));
+            // A scalar operand: no matching at all; -2 is one literal.
+            assert_eq!(
+                tree("a / -2"),
+                json!({
+                    "type": "binaryExpr", "op": "/", "bool": false, "matching": null,
+                    "lhs": sel("a"), "rhs": {"type": "numberLiteral", "val": "-2"}
+                })
+            );
+        }
+
+        #[test]
+        fn literals_parens_subqueries_and_modifiers() {
+            assert_eq!(
+                tree(r#"count_values("v", -(x))"#),
+                json!({
+                    "type": "aggregation", "op": "count_values", "grouping": [], "without": false,
+                    "param": {"type": "stringLiteral", "val": "v"},
+                    "expr": {"type": "unaryExpr", "op": "-", "expr": {"type": "parenExpr", "expr": {
+                        "type": "vectorSelector", "name": "x", "offset": 0, "timestamp": null,
+                        "startOrEnd": null,
+                        "matchers": [{"name": "__name__", "type": "=", "value": "x"}]
+                    }}}
+                })
+            );
+            assert_eq!(
+                tree(r#"max_over_time({__name__="up"} @ 100 [10m:30s] @ start() offset -5m)"#)
+                    ["args"][0],
+                json!({
+                    "type": "subquery", "range": 600000, "step": 30000, "offset": -300000,
+                    "timestamp": null, "startOrEnd": "start",
+                    "expr": {
+                        "type": "vectorSelector", "name": "", "offset": 0, "timestamp": 100000,
+                        "startOrEnd": null,
+                        "matchers": [{"name": "__name__", "type": "=", "value": "up"}]
+                    }
+                })
+            );
+            assert_eq!(
+                tree("sum without (a, b) (x)")["grouping"],
+                json!(["a", "b"])
+            );
+            assert_eq!(tree("sum without (a, b) (x)")["without"], json!(true));
+            assert_eq!(
+                tree("topk(3, x)")["param"],
+                json!({"type": "numberLiteral", "val": "3"})
+            );
+            assert_eq!(tree("0.25")["val"], "0.25");
+            assert_eq!(tree("1e21")["val"], "1000000000000000000000");
+            assert_eq!(tree("Inf")["val"], "+Inf");
+            assert_eq!(tree("-Inf")["val"], "-Inf");
+            assert_eq!(tree("NaN")["val"], "NaN");
+            assert_eq!(
+                tree(r#"label_join(x, "d", ",", "a", "b")"#)["func"],
+                json!({"name": "label_join", "argTypes": ["vector", "string", "string", "string"],
+                       "variadic": -1, "returnType": "vector"})
+            );
+            assert_eq!(
+                tree("round(x, 5)")["func"],
+                json!({"name": "round", "argTypes": ["vector", "scalar"], "variadic": 1,
+                       "returnType": "vector"})
+            );
+        }
+
+        #[test]
+        fn keys_are_sorted_as_go_writes_maps() {
+            let s = crate::format::to_go_json(&tree("up")).unwrap();
+            assert_eq!(
+                s,
+                r#"{"matchers":[{"name":"__name__","type":"=","value":"up"}],"name":"up","offset":0,"startOrEnd":null,"timestamp":null,"type":"vectorSelector"}"#
+            );
+        }
+    }
 }
 
 fn string_json(s: &str) -> String {

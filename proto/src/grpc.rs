@@ -52,6 +52,8 @@ use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 
 use crate::thanos::info::{info_client::InfoClient, info_server::InfoServer};
+use crate::thanos::metadata_client::MetadataClient;
+use crate::thanos::metadata_server::MetadataServer;
 use crate::thanos::store_client::StoreClient;
 use crate::thanos::store_server::StoreServer;
 use crate::thanos::writeable_store_client::WriteableStoreClient;
@@ -477,6 +479,7 @@ server_limits! {
     StoreServer: crate::thanos::store_server::Store,
     WriteableStoreServer: crate::thanos::writeable_store_server::WriteableStore,
     InfoServer: crate::thanos::info::info_server::Info,
+    MetadataServer: crate::thanos::metadata_server::Metadata,
 }
 
 macro_rules! client_limits {
@@ -495,7 +498,12 @@ macro_rules! client_limits {
     )*};
 }
 
-client_limits!(StoreClient, WriteableStoreClient, InfoClient);
+client_limits!(
+    StoreClient,
+    WriteableStoreClient,
+    InfoClient,
+    MetadataClient
+);
 
 /// Sets the overall (`""`) status of a [`health_service`], as Thanos' probe does.
 ///

@@ -20,6 +20,7 @@ const PROTOS: &[&str] = &[
     "store/storepb/prompb/remote.proto",
     "store/hintspb/hints.proto",
     "info/infopb/rpc.proto",
+    "metadata/metadatapb/rpc.proto",
     "prompb/types.proto",
     "prompb/remote.proto",
 ];

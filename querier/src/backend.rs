@@ -9,7 +9,11 @@
 //! `--query.auto-downsampling`, else raw), and `storeMatch[]`. `/series`
 //! asks the stores for label sets only (`skip_chunks`); `/labels` and
 //! `/label/…/values` use the StoreAPI's `LabelNames`/`LabelValues`, so no
-//! samples are loaded for metadata.
+//! samples are loaded for metadata. `/metadata` fans out the Metadata API
+//! with the request's `metric` and `limit` pushed down to the stores (the
+//! API applies them again, and `limit_per_metric`, to the merged map);
+//! failed stores under partial response are logged, since the API's
+//! metadata answer has no warnings channel.
 //!
 //! The API calls every method from a blocking thread; remote calls run on
 //! the querier's runtime through `Handle::block_on`.
@@ -18,11 +22,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use strata_promapi::{
-    ApiError, Backend, BuildInfo, MetadataQuery, RequestContext, RuntimeInfo, WithWarnings,
+    ApiError, Backend, BuildInfo, MetadataQuery, MetricMetadata, RequestContext, RuntimeInfo,
+    WithWarnings,
 };
 use strata_promql::{EngineOptions, Queryable};
 use strata_proto::thanos::{
-    LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy, SeriesRequest,
+    LabelNamesRequest, LabelValuesRequest, MetricMetadataRequest, PartialResponseStrategy,
+    SeriesRequest,
 };
 use strata_tsdb::labels::{Labels, Matcher};
 
@@ -190,6 +196,7 @@ impl Backend for QuerierBackend {
                 partial_response_strategy: Self::strategy(params.partial_response),
                 without_replica_labels: params.strip_labels(),
                 limit: i64::try_from(q.limit_hint).unwrap_or(0),
+                response_batch_size: crate::queryable::SERIES_RESPONSE_BATCH_SIZE,
                 ..Default::default()
             };
             let r = self
@@ -262,6 +269,47 @@ impl Backend for QuerierBackend {
             out.warnings.extend(warnings);
         }
         Ok(out)
+    }
+
+    fn metadata(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<BTreeMap<String, Vec<MetricMetadata>>, ApiError> {
+        let params = self.params(ctx)?;
+        let fo = params.fanout();
+        // Prometheus: no limit (or a negative one) means all; the API
+        // rejects what does not parse before calling us.
+        let limit = match ctx.params.value("limit").parse::<i64>() {
+            Ok(l) if l >= 0 => i32::try_from(l).unwrap_or(i32::MAX),
+            _ => -1,
+        };
+        let req = MetricMetadataRequest {
+            metric: ctx.params.value("metric").to_string(),
+            limit,
+            partial_response_strategy: Self::strategy(params.partial_response),
+        };
+        let eps = self.set.active();
+        let (merged, warnings) = self
+            .rt
+            .block_on(proxy::metric_metadata(&eps, req, &fo, &self.opts.proxy))
+            .map_err(proxy_error)?;
+        for w in warnings {
+            tracing::warn!(warning = %w, "metadata: partial response");
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(name, metas)| {
+                let metas = metas
+                    .into_iter()
+                    .map(|m| MetricMetadata {
+                        kind: m.r#type,
+                        help: m.help,
+                        unit: m.unit,
+                    })
+                    .collect();
+                (name, metas)
+            })
+            .collect())
     }
 
     fn build_info(&self) -> BuildInfo {

@@ -35,7 +35,7 @@ use strata_proto::thanos::info::{InfoRequest, InfoResponse};
 use strata_tsdb::labels::Labels;
 use tonic::transport::Channel;
 
-use crate::dns::SrvResolver;
+use crate::dns::DnsResolver;
 use crate::Error;
 
 /// One `--endpoint` value.
@@ -111,6 +111,8 @@ pub struct StoreMeta {
     pub supports_without_replica_labels: bool,
     /// False when the endpoint answered Info without a StoreAPI.
     pub has_store: bool,
+    /// The endpoint serves the Metadata API (Info's `metric_metadata` set).
+    pub has_metadata: bool,
 }
 
 impl StoreMeta {
@@ -138,6 +140,7 @@ impl StoreMeta {
             max_time,
             supports_without_replica_labels: wrl,
             has_store,
+            has_metadata: r.metric_metadata.is_some(),
         }
     }
 }
@@ -283,6 +286,10 @@ pub struct EndpointSetOptions {
     /// `--store.unhealthy-timeout` (Thanos: 5m).
     pub unhealthy_timeout: Duration,
     pub client: ClientOptions,
+    /// Hidden `--store.sd-dns-resolver-address`: ask this DNS server for
+    /// `dns+`/`dnssrv+` endpoints instead of the system's resolver (see
+    /// [`crate::dns`]).
+    pub dns_resolver: Option<std::net::SocketAddr>,
 }
 
 impl Default for EndpointSetOptions {
@@ -296,6 +303,7 @@ impl Default for EndpointSetOptions {
             info_timeout: Duration::from_secs(5),
             unhealthy_timeout: Duration::from_secs(300),
             client: ClientOptions::default(),
+            dns_resolver: None,
         }
     }
 }
@@ -320,7 +328,7 @@ pub struct EndpointSet {
     endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
     sd_files: Mutex<HashMap<PathBuf, SdFileState>>,
     dns: Mutex<HashMap<String, DnsState>>,
-    srv: SrvResolver,
+    dns_resolver: DnsResolver,
 }
 
 impl std::fmt::Debug for EndpointSet {
@@ -340,12 +348,13 @@ pub const MAX_ENDPOINTS: usize = 10_000;
 
 impl EndpointSet {
     pub fn new(opts: EndpointSetOptions) -> Arc<Self> {
+        let dns_resolver = DnsResolver::with_server(opts.dns_resolver);
         Arc::new(EndpointSet {
             opts,
             endpoints: RwLock::new(BTreeMap::new()),
             sd_files: Mutex::new(HashMap::new()),
             dns: Mutex::new(HashMap::new()),
-            srv: SrvResolver::new(),
+            dns_resolver,
         })
     }
 
@@ -432,23 +441,18 @@ impl EndpointSet {
             match spec {
                 EndpointSpec::Static(a) => out.push(a.clone()),
                 EndpointSpec::Dns { host, port } => {
+                    let r = &self.dns_resolver;
                     out.extend(
                         self.resolve_cached(&format!("dns+{host}:{port}"), || {
-                            let target = format!("{host}:{port}");
-                            async move {
-                                let addrs = tokio::net::lookup_host(target.as_str())
-                                    .await
-                                    .map_err(|e| format!("looking up {target}: {e}"))?;
-                                Ok(addrs.map(|a| a.to_string()).collect())
-                            }
+                            r.resolve_host(host, *port)
                         })
                         .await,
                     );
                 }
                 EndpointSpec::DnsSrv(name) => {
-                    let srv = &self.srv;
+                    let r = &self.dns_resolver;
                     out.extend(
-                        self.resolve_cached(&format!("dnssrv+{name}"), || srv.resolve(name))
+                        self.resolve_cached(&format!("dnssrv+{name}"), || r.resolve_srv(name))
                             .await,
                     );
                 }

@@ -4,7 +4,7 @@
 //! ```text
 //!  HTTP :10902  /api/v1/* (promapi + /api/v1/stores), /metrics, /-/healthy, /-/ready, /
 //!                     │ Backend ─► Queryable ─► proxy (fan-out, merge) ─► dedup
-//!  gRPC :10901  thanos.Store / thanos.info.Info (proxy again) ─┘
+//!  gRPC :10901  thanos.Store / thanos.Metadata / thanos.info.Info (proxy again) ─┘
 //!                     │
 //!               EndpointSet (--endpoint, dns+, dnssrv+, --store.sd-files; Info every 5s)
 //! ```
@@ -12,12 +12,12 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`endpoints`] | [`EndpointSpec`], [`EndpointSet`]: discovery, Info polling, health and the unhealthy timeout |
-//! | [`dns`] | SRV lookups for `dnssrv+` |
+//! | [`dns`] | `dnssrv+` and `dns+` lookups (system resolver, or the DNS server of the hidden `--store.sd-dns-resolver-address`) |
 //! | [`proxy`] | store selection (time range, `LabelSetsMatch`, `storeMatch[]`), concurrent calls with timeouts, k-way merge, chunk dedup, partial response, series limit |
 //! | [`dedup`] | overlap split into pseudo-replicas, Thanos' penalty algorithm (counter-aware), chain merge |
 //! | [`queryable`] | the engine's `Queryable`: request building (aggregates, resolution, hints), chunk decoding, sample budget |
-//! | [`backend`] | `promapi::Backend`: Thanos parameters, metadata via LabelNames/LabelValues, `/api/v1/stores` |
-//! | [`storeapi`] | the querier's own StoreAPI and Info (federation) |
+//! | [`backend`] | `promapi::Backend`: Thanos parameters, labels via LabelNames/LabelValues, `/api/v1/metadata` via the Metadata API, `/api/v1/stores` |
+//! | [`storeapi`] | the querier's own StoreAPI, Metadata API and Info (federation) |
 //! | [`metrics`] | `/metrics` text |
 //!
 //! [`Querier::start`] binds both listeners and starts discovery; [`run`]
@@ -49,6 +49,7 @@ use strata_promapi::ApiOptions;
 use strata_promql::EngineOptions;
 use strata_proto::grpc::{MessageLimits, ServerOptions, ServerTls};
 use strata_proto::thanos::info::info_server::InfoServer;
+use strata_proto::thanos::metadata_server::MetadataServer;
 use strata_proto::thanos::store_server::StoreServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -343,6 +344,7 @@ impl Querier {
             .map_err(|e| Error::Grpc(e.to_string()))?
             .add_service(health_server)
             .add_service(StoreServer::new(store.clone()).with_message_limits(max))
+            .add_service(MetadataServer::new(store.clone()).with_message_limits(max))
             .add_service(InfoServer::new(store).with_message_limits(max));
         health.ready().await;
         let incoming = opts.incoming(grpc);

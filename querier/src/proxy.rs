@@ -6,7 +6,8 @@
 //!    time overlaps the request, whose external label sets do not contradict
 //!    the matchers ([`label_sets_match`], Thanos' `LabelSetsMatch`: a store
 //!    is kept if *any* of its sets has no label a matcher rejects; labels a
-//!    set lacks are ignored), and that pass the request's `storeMatch[]`.
+//!    set lacks are ignored), and whose address passes the request's
+//!    `storeMatch[]` ([`store_matches_debug`]: `__address__` only, as Thanos).
 //! 2. The kept stores are called concurrently ([`series`]), each bounded by
 //!    the per-store response timeout and the request deadline, and each
 //!    answer is read completely (Thanos' default "eager" strategy), turned
@@ -23,7 +24,11 @@
 //! request deadline.
 //!
 //! `LabelNames` and `LabelValues` fan out the same way ([`label_names`],
-//! [`label_values`]) and union the answers.
+//! [`label_values`]) and union the answers. `MetricMetadata`
+//! ([`metric_metadata`]) goes to every active endpoint whose Info says it
+//! serves the Metadata API (no time or label pruning: metadata has
+//! neither) and merges as Thanos' metadata proxy does: per metric, the
+//! distinct entries in the order they arrive, and at most `limit` metrics.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -33,10 +38,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use strata_proto::grpc::{MessageLimits, MAX_MESSAGE_SIZE};
+use strata_proto::thanos::metadata_client::MetadataClient;
 use strata_proto::thanos::store_client::StoreClient;
 use strata_proto::thanos::{
-    label_matcher, series_response, AggrChunk, Label as PbLabel, LabelMatcher, LabelNamesRequest,
-    LabelValuesRequest, Series, SeriesRequest,
+    label_matcher, metric_metadata_response, series_response, AggrChunk, Label as PbLabel,
+    LabelMatcher, LabelNamesRequest, LabelValuesRequest, Meta, MetricMetadataRequest, Series,
+    SeriesRequest,
 };
 use strata_tsdb::labels::{Label, Labels, MatchType, Matcher};
 
@@ -149,29 +156,18 @@ pub fn label_sets_match(matchers: &[Matcher], sets: &[Labels]) -> bool {
     })
 }
 
-/// `storeMatch[]`: whether one of the matcher sets accepts the store. Each
-/// set is checked against every label set of the store extended with
-/// `__address__` (the endpoint's address, which is what Thanos matches);
-/// unlike [`label_sets_match`], a label the set lacks is matched as "".
+/// `storeMatch[]`: whether one of the matcher sets accepts the store, as
+/// Thanos' `storeMatchDebugMetadata` decides it (pkg/store/proxy.go): each
+/// set is matched against the one-label set `{__address__="<endpoint>"}`
+/// with `LabelSetsMatch` rules, so only matchers on `__address__` count and
+/// matchers on any other label (external labels included) are ignored. The
+/// sets are ORed; no set means every store.
 pub fn store_matches_debug(ep: &Endpoint, sets: &[Vec<Matcher>]) -> bool {
-    if sets.is_empty() {
-        return true;
-    }
-    let mut label_sets = ep.meta().map(|m| m.label_sets).unwrap_or_default();
-    if label_sets.is_empty() {
-        label_sets.push(Labels::empty());
-    }
-    label_sets.iter().any(|ls| {
-        let get = |name: &str| -> String {
-            if name == "__address__" {
-                ep.name.clone()
-            } else {
-                ls.get(name).unwrap_or("").to_string()
-            }
-        };
-        sets.iter()
-            .any(|set| set.iter().all(|m| m.matches(&get(&m.name))))
-    })
+    sets.is_empty()
+        || sets.iter().any(|set| {
+            set.iter()
+                .all(|m| m.name != "__address__" || m.matches(&ep.name))
+        })
 }
 
 /// The endpoints a request over `[mint, maxt]` with `matchers` must ask.
@@ -538,6 +534,109 @@ pub async fn label_values(
     Ok((values, warnings))
 }
 
+/// Metric name to its distinct metadata entries.
+pub type MetadataMap = std::collections::BTreeMap<String, Vec<Meta>>;
+
+/// Most metadata frames read from one store, and most entries kept per
+/// metric: a store cannot make the querier hold an unbounded answer.
+const MAX_METADATA_FRAMES: usize = 100_000;
+const MAX_METAS_PER_METRIC: usize = 1_000;
+
+/// Adds one store's metadata frame to `into` (Thanos' `metadataServer.Send`):
+/// a new metric joins only while fewer than `limit` metrics are held
+/// (`limit < 0`: no limit; 0: nothing), a known metric gains the entries it
+/// does not have yet.
+pub fn merge_metadata(
+    into: &mut MetadataMap,
+    frame: std::collections::HashMap<String, strata_proto::thanos::MetricMetadataEntry>,
+    limit: i32,
+) {
+    if limit == 0 {
+        return;
+    }
+    // Sorted so that which metrics a limit keeps does not depend on the
+    // hash map's order.
+    let mut frame: Vec<_> = frame.into_iter().collect();
+    frame.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, entry) in frame {
+        match into.get_mut(&name) {
+            Some(known) => {
+                for m in entry.metas {
+                    if known.len() < MAX_METAS_PER_METRIC && !known.contains(&m) {
+                        known.push(m);
+                    }
+                }
+            }
+            None => {
+                if limit < 0 || into.len() < limit as usize {
+                    let mut metas: Vec<Meta> = Vec::with_capacity(entry.metas.len());
+                    for m in entry.metas {
+                        if metas.len() < MAX_METAS_PER_METRIC && !metas.contains(&m) {
+                            metas.push(m);
+                        }
+                    }
+                    into.insert(name, metas);
+                }
+            }
+        }
+    }
+}
+
+/// Fans `MetricMetadata` out to the endpoints that serve it and merges the
+/// answers (module docs). Warnings: failed stores under partial response
+/// and the stores' own warnings.
+pub async fn metric_metadata(
+    eps: &[Arc<Endpoint>],
+    req: MetricMetadataRequest,
+    fo: &Fanout,
+    opts: &ProxyOptions,
+) -> Result<(MetadataMap, Vec<String>), ProxyError> {
+    let stores: Vec<Arc<Endpoint>> = eps
+        .iter()
+        .filter(|e| {
+            e.meta().is_some_and(|m| m.has_metadata) && store_matches_debug(e, &fo.store_matchers)
+        })
+        .cloned()
+        .collect();
+    let limit = req.limit;
+    let (frames, warnings) = fan_out(&stores, fo, opts, |ep| {
+        let req = req.clone();
+        async move {
+            let mut c =
+                MetadataClient::new(ep.channel.clone()).with_message_limits(MAX_MESSAGE_SIZE);
+            let mut stream = c
+                .metric_metadata(req)
+                .await
+                .map_err(|s| CallError::Store(status_text(&s)))?
+                .into_inner();
+            let mut frames = Vec::new();
+            let mut warnings = Vec::new();
+            while let Some(frame) = stream.next().await {
+                let frame = frame.map_err(|s| CallError::Store(status_text(&s)))?;
+                match frame.result {
+                    Some(metric_metadata_response::Result::Metadata(m)) => {
+                        if frames.len() >= MAX_METADATA_FRAMES {
+                            return Err(CallError::Store(format!(
+                                "more than {MAX_METADATA_FRAMES} metadata frames"
+                            )));
+                        }
+                        frames.push(m.metadata);
+                    }
+                    Some(metric_metadata_response::Result::Warning(w)) => warnings.push(w),
+                    None => {}
+                }
+            }
+            Ok((frames, warnings))
+        }
+    })
+    .await?;
+    let mut out = MetadataMap::new();
+    for frame in frames.into_iter().flatten() {
+        merge_metadata(&mut out, frame, limit);
+    }
+    Ok((out, warnings))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +678,54 @@ mod tests {
         assert!(label_sets_match(std::slice::from_ref(&re), &sets));
         assert!(!label_sets_match(&[re], &sets[1..]));
         assert!(label_sets_match(&[eq("cluster", "zzz")], &[]));
+    }
+
+    #[test]
+    fn metadata_merge_is_thanos_like() {
+        use std::collections::HashMap;
+        use strata_proto::thanos::MetricMetadataEntry;
+        let meta = |t: &str, h: &str| Meta {
+            r#type: t.into(),
+            help: h.into(),
+            unit: String::new(),
+        };
+        let frame = |entries: &[(&str, Vec<Meta>)]| -> HashMap<String, MetricMetadataEntry> {
+            entries
+                .iter()
+                .map(|(n, m)| (n.to_string(), MetricMetadataEntry { metas: m.clone() }))
+                .collect()
+        };
+        let a = frame(&[
+            ("up", vec![meta("gauge", "Up.")]),
+            ("x", vec![meta("counter", "X."), meta("counter", "X.")]),
+        ]);
+        let b = frame(&[
+            (
+                "up",
+                vec![meta("gauge", "Up."), meta("gauge", "Other help.")],
+            ),
+            ("y", vec![meta("gauge", "Y.")]),
+        ]);
+        let mut all = MetadataMap::new();
+        merge_metadata(&mut all, a.clone(), -1);
+        merge_metadata(&mut all, b.clone(), -1);
+        assert_eq!(all.len(), 3);
+        // Distinct entries only, in arrival order.
+        assert_eq!(
+            all["up"],
+            vec![meta("gauge", "Up."), meta("gauge", "Other help.")]
+        );
+        assert_eq!(all["x"].len(), 1);
+        // limit bounds the number of metrics, not entries; known metrics
+        // still gain entries.
+        let mut two = MetadataMap::new();
+        merge_metadata(&mut two, a.clone(), 2);
+        merge_metadata(&mut two, b.clone(), 2);
+        assert_eq!(two.keys().collect::<Vec<_>>(), vec!["up", "x"]);
+        assert_eq!(two["up"].len(), 2);
+        let mut none = MetadataMap::new();
+        merge_metadata(&mut none, a, 0);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -138,9 +138,16 @@ pub fn series_request(matchers: &[Matcher], hints: &SelectHints, p: &QueryParams
             ..Default::default()
         }),
         without_replica_labels: p.strip_labels(),
+        // As Thanos' querier (`store.DefaultResponseBatchSize`): stores that
+        // support it send `SeriesBatch` frames, one gRPC message per 64
+        // series instead of one per series; others ignore the field.
+        response_batch_size: SERIES_RESPONSE_BATCH_SIZE,
         ..Default::default()
     }
 }
+
+/// Series per `SeriesBatch` frame asked of the stores (Thanos' default).
+pub const SERIES_RESPONSE_BATCH_SIZE: i64 = 64;
 
 /// Samples of one XOR chunk within `[start, end]`.
 fn decode_xor(c: &Chunk, start: i64, end: i64, out: &mut Vec<(i64, f64)>) -> Result<(), String> {

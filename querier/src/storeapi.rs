@@ -8,19 +8,26 @@
 //! Series request without matchers is `InvalidArgument`, and `limit` (like
 //! the label calls' `limit`) applies to the merged answer. Partial response follows the
 //! request's `partial_response_disabled`; store failures under partial
-//! response are sent as `Warning` frames. `Info` answers the union of the
-//! active stores' label sets and their overall time range, component type
-//! `query`.
+//! response are sent as `Warning` frames. `MetricMetadata` (the Metadata
+//! API) fans out to the stores that serve it ([`proxy::metric_metadata`])
+//! and answers warnings first, then one merged metadata frame. `Info`
+//! answers the union of the active stores' label sets and their overall
+//! time range, component type `query`, and advertises the Metadata API.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_proto::thanos::info::info_server::Info;
-use strata_proto::thanos::info::{InfoRequest, InfoResponse, StoreInfo, TsdbInfo};
+use strata_proto::thanos::info::{
+    InfoRequest, InfoResponse, MetricMetadataInfo, StoreInfo, TsdbInfo,
+};
+use strata_proto::thanos::metadata_server::Metadata;
 use strata_proto::thanos::store_server::Store;
 use strata_proto::thanos::{
-    series_response, Label, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
+    metric_metadata_response, series_response, Label, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, MetricMetadata, MetricMetadataEntry,
+    MetricMetadataRequest, MetricMetadataResponse, PartialResponseStrategy, Series, SeriesBatch,
+    SeriesRequest, SeriesResponse, ZLabelSet,
 };
 use strata_tsdb::labels::Labels;
 use tonic::{Request, Response, Status};
@@ -92,6 +99,7 @@ impl QuerierStore {
                     .collect(),
                 supports_projections: false,
             }),
+            metric_metadata: Some(MetricMetadataInfo {}),
             ..Default::default()
         }
     }
@@ -226,6 +234,44 @@ impl Store for QuerierStore {
             warnings,
             hints: None,
         }))
+    }
+}
+
+type MetadataStream =
+    tonic::codegen::tokio_stream::Iter<std::vec::IntoIter<Result<MetricMetadataResponse, Status>>>;
+
+#[tonic::async_trait]
+impl Metadata for QuerierStore {
+    type MetricMetadataStream = MetadataStream;
+
+    async fn metric_metadata(
+        &self,
+        request: Request<MetricMetadataRequest>,
+    ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+        let req = request.into_inner();
+        let abort = req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let fo = self.fanout(abort, &[]);
+        let eps = self.set.active();
+        let (merged, warnings) = proxy::metric_metadata(&eps, req, &fo, &self.proxy)
+            .await
+            .map_err(status)?;
+        let mut frames: Vec<Result<MetricMetadataResponse, Status>> = warnings
+            .into_iter()
+            .map(|w| {
+                Ok(MetricMetadataResponse {
+                    result: Some(metric_metadata_response::Result::Warning(w)),
+                })
+            })
+            .collect();
+        frames.push(Ok(MetricMetadataResponse {
+            result: Some(metric_metadata_response::Result::Metadata(MetricMetadata {
+                metadata: merged
+                    .into_iter()
+                    .map(|(name, metas)| (name, MetricMetadataEntry { metas }))
+                    .collect(),
+            })),
+        }));
+        Ok(Response::new(tonic::codegen::tokio_stream::iter(frames)))
     }
 }
 

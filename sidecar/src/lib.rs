@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`promclient`] | HTTP client of the TSDB: external labels from `/api/v1/status/config`, block-duration flags, lowest timestamp, remote read (streamed XOR chunks or samples), label APIs |
 //! | [`shipper`] | uploads every new block once, in time order, recorded in `thanos.shipper.json` |
-//! | [`store`] | `thanos.Store` and `thanos.info.Info` over [`promclient`]; the shared [`SidecarState`] |
+//! | [`store`] | `thanos.Store`, `thanos.Metadata` and `thanos.info.Info` over [`promclient`]; the shared [`SidecarState`] |
 //! | [`metrics`] | counters for `/metrics` |
 //!
 //! [`run`] wires them up the way Thanos does:
@@ -39,6 +39,7 @@ use axum::serve::ListenerExt;
 use strata_bucket::ObjstoreConfig;
 use strata_proto::grpc::{MessageLimits, ServerOptions, ServerTls};
 use strata_proto::thanos::info::info_server::InfoServer;
+use strata_proto::thanos::metadata_server::MetadataServer;
 use strata_proto::thanos::store_server::StoreServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -242,6 +243,7 @@ pub async fn serve_grpc(
         .map_err(|e| Error::Grpc(e.to_string()))?
         .add_service(health_server)
         .add_service(StoreServer::new(store.clone()).with_message_limits(max))
+        .add_service(MetadataServer::new(store.clone()).with_message_limits(max))
         .add_service(InfoServer::new(store).with_message_limits(max));
     health.ready().await;
     router

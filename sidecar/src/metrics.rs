@@ -6,7 +6,13 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// StoreAPI / Info methods counted in `strata_sidecar_storeapi_requests_total`.
-pub const METHODS: [&str; 4] = ["Series", "LabelNames", "LabelValues", "Info"];
+pub const METHODS: [&str; 5] = [
+    "Series",
+    "LabelNames",
+    "LabelValues",
+    "MetricMetadata",
+    "Info",
+];
 
 /// Counters and gauges; cheap to update from any task.
 #[derive(Debug, Default)]

@@ -12,6 +12,8 @@
 //!   turned into [`ReadSeries`] with raw chunks.
 //! - [`PromClient::label_names`] / [`PromClient::label_values`]: the HTTP
 //!   label APIs with `start`, `end` and `match[]`.
+//! - [`PromClient::metric_metadata`]: `GET /api/v1/metadata` with `metric`
+//!   and `limit`, for the Metadata API.
 //!
 //! Streamed remote read frames are `uvarint(len) | be32(crc32c(msg)) | msg`
 //! (Prometheus `storage/remote/chunked.go`); every frame's CRC is checked.
@@ -245,6 +247,31 @@ impl PromClient {
         Ok(string_list(data))
     }
 
+    /// `GET /api/v1/metadata` (Thanos' `MetricMetadataInGRPC`): metric name
+    /// to its distinct metadata entries. `metric` empty means all; `limit`
+    /// is sent only when non-negative (Prometheus: 0 = nothing, negative =
+    /// no limit).
+    pub async fn metric_metadata(
+        &self,
+        metric: &str,
+        limit: i32,
+    ) -> Result<BTreeMap<String, Vec<MetricMeta>>, PromError> {
+        let op = "get metadata from";
+        let mut q = Vec::new();
+        if !metric.is_empty() {
+            q.push(("metric", metric.to_string()));
+        }
+        if limit >= 0 {
+            q.push(("limit", limit.to_string()));
+        }
+        let data = self.api_data(op, "/api/v1/metadata", &q).await?;
+        parse_metadata(data).map_err(|msg| PromError::Decode {
+            op,
+            url: self.url("/api/v1/metadata"),
+            msg,
+        })
+    }
+
     /// One remote-read query. Prefers streamed XOR chunks; a TSDB that only
     /// speaks `SAMPLES` is re-chunked at [`SAMPLES_PER_CHUNK`] samples.
     /// Series come back in the order Prometheus sent them, consecutive
@@ -430,6 +457,47 @@ struct PromConfig {
 struct GlobalConfig {
     #[serde(default)]
     external_labels: Option<BTreeMap<String, String>>,
+}
+
+/// One metadata entry of `/api/v1/metadata`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct MetricMeta {
+    /// `counter`, `gauge`, `histogram`, `summary`, `unknown`, ...
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// Most metric families accepted from one `/api/v1/metadata` answer, so a
+/// misbehaving TSDB cannot make the sidecar hold an unbounded map.
+pub const MAX_METADATA_FAMILIES: usize = 1_000_000;
+
+/// The `data` of `/api/v1/metadata`: `{"metric": [{type, help, unit}, ...]}`.
+pub fn parse_metadata(
+    data: serde_json::Value,
+) -> Result<BTreeMap<String, Vec<MetricMeta>>, String> {
+    let serde_json::Value::Object(map) = data else {
+        return Err(format!(
+            "metadata is not an object: {}",
+            truncate(&data.to_string())
+        ));
+    };
+    if map.len() > MAX_METADATA_FAMILIES {
+        return Err(format!(
+            "{} metric families exceed the limit of {MAX_METADATA_FAMILIES}",
+            map.len()
+        ));
+    }
+    map.into_iter()
+        .map(|(name, v)| {
+            let metas: Vec<MetricMeta> =
+                serde_json::from_value(v).map_err(|e| format!("metadata of {name:?}: {e}"))?;
+            Ok((name, metas))
+        })
+        .collect()
 }
 
 /// External labels from a Prometheus configuration file, sorted by name.
@@ -625,6 +693,21 @@ mod tests {
         assert!(decode_streamed(&bad).is_err());
         assert!(decode_streamed(&b[..b.len() - 1]).is_err());
         assert!(decode_streamed(&[0xff; 11]).is_err());
+    }
+
+    #[test]
+    fn metadata_answers() {
+        let v = serde_json::json!({
+            "up": [{"type": "gauge", "help": "Up.", "unit": ""}],
+            "x": [{"type": "counter", "help": "a"}, {"type": "gauge", "help": "b", "unit": "s"}]
+        });
+        let m = parse_metadata(v).unwrap();
+        assert_eq!(m["up"][0].kind, "gauge");
+        assert_eq!(m["x"].len(), 2);
+        assert_eq!(m["x"][1].unit, "s");
+        assert_eq!(m["x"][0].unit, "", "unit is optional");
+        assert!(parse_metadata(serde_json::json!([1])).is_err());
+        assert!(parse_metadata(serde_json::json!({"up": "gauge"})).is_err());
     }
 
     #[test]

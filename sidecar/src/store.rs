@@ -17,18 +17,29 @@
 //!
 //! The answer is built in memory before streaming: step 4 needs the whole
 //! set to sort, as Thanos does when it re-sorts after attaching labels.
+//!
+//! `MetricMetadata` (the Metadata API, Thanos' `pkg/metadata/prometheus.go`)
+//! proxies the TSDB's `/api/v1/metadata` with the request's `metric` and
+//! `limit` and answers it as one frame; Info advertises it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use strata_proto::thanos::info::info_server::Info;
-use strata_proto::thanos::info::{InfoRequest, InfoResponse, StoreInfo, TsdbInfo};
+use strata_proto::thanos::info::{
+    InfoRequest, InfoResponse, MetricMetadataInfo, StoreInfo, TsdbInfo,
+};
+use strata_proto::thanos::metadata_server::Metadata;
 use strata_proto::thanos::store_server::Store;
 use strata_proto::thanos::{
     label_matcher, series_response, Label, LabelMatcher, LabelNamesRequest, LabelNamesResponse,
     LabelValuesRequest, LabelValuesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse,
     ZLabelSet,
+};
+use strata_proto::thanos::{
+    metric_metadata_response, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest,
+    MetricMetadataResponse,
 };
 use strata_tsdb::labels::{MatchType, Matcher};
 use tonic::{Request, Response, Status};
@@ -210,6 +221,7 @@ impl SidecarStore {
                 }],
                 supports_projections: false,
             }),
+            metric_metadata: Some(MetricMetadataInfo {}),
             ..Default::default()
         })
     }
@@ -279,7 +291,11 @@ pub fn finish_labels(
     labels.extend(ext.iter().cloned());
     labels.retain(|(n, _)| !without.contains(n));
     labels.sort();
-    to_pb_labels(&labels)
+    // Consumed, not cloned: this runs for every series of every answer.
+    labels
+        .into_iter()
+        .map(|(name, value)| Label { name, value })
+        .collect()
 }
 
 fn label_key(s: &Series) -> impl Iterator<Item = (&str, &str)> {
@@ -367,6 +383,48 @@ impl Store for SidecarStore {
             values: res?,
             ..Default::default()
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl Metadata for SidecarStore {
+    type MetricMetadataStream =
+        tonic::codegen::tokio_stream::Once<Result<MetricMetadataResponse, Status>>;
+
+    async fn metric_metadata(
+        &self,
+        request: Request<MetricMetadataRequest>,
+    ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+        let r = request.into_inner();
+        let res = self
+            .prom
+            .metric_metadata(&r.metric, r.limit)
+            .await
+            .map_err(|e| Status::internal(e.to_string()));
+        self.state
+            .metrics
+            .inc_request("MetricMetadata", res.is_err());
+        let metadata = res?
+            .into_iter()
+            .map(|(name, metas)| {
+                let metas = metas
+                    .into_iter()
+                    .map(|m| Meta {
+                        r#type: m.kind,
+                        help: m.help,
+                        unit: m.unit,
+                    })
+                    .collect();
+                (name, MetricMetadataEntry { metas })
+            })
+            .collect();
+        Ok(Response::new(tonic::codegen::tokio_stream::once(Ok(
+            MetricMetadataResponse {
+                result: Some(metric_metadata_response::Result::Metadata(MetricMetadata {
+                    metadata,
+                })),
+            },
+        ))))
     }
 }
 

@@ -261,3 +261,103 @@ fn cluster_down_partial_response_and_back() {
         }
     }
 }
+
+/// `data` of a `/api/v1/metadata` answer, checked to be a success.
+fn metadata_of(api: &Api, params: &[(&str, String)]) -> serde_json::Map<String, serde_json::Value> {
+    let (status, body) = api.get("/api/v1/metadata", params);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no data object: {body}"))
+        .clone()
+}
+
+/// The Metadata API end to end: a real Prometheus 2.42 scraping itself
+/// and a `strata tsdb` (which keeps no metadata: an empty answer), each
+/// behind a sidecar, one querier over both, and a global querier over that
+/// querier's own Metadata API. Every answer must equal Prometheus' own.
+#[test]
+fn metadata_through_sidecars_and_federated_queriers() {
+    let work = Work::new();
+    let port = free_port();
+    let pdir = work.sub("prometheus");
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: p1\n\
+         scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    );
+    let mut prom = Prometheus::start_on("prometheus", &pdir, &cfg, port);
+    let metric = "prometheus_http_requests_total";
+    let one = [("metric", metric.to_string())];
+    let api = prom.api.clone();
+    prom.proc
+        .wait_until("Prometheus has scraped its own metadata", || {
+            metadata_of(&api, &one).contains_key(metric)
+        });
+    let sc_prom = Sidecar::start_for(
+        "sidecar-p1",
+        &pdir,
+        &prom.api.base,
+        &pdir.join("data"),
+        None,
+    );
+    let sdir = work.sub("strata");
+    let tsdb = StrataTsdb::start("tsdb-s1", &sdir, &cluster_config("s1", ""));
+    let sc_strata = Sidecar::start("sidecar-s1", &sdir, &tsdb, None);
+    let q = Querier::start(
+        "querier",
+        work.path(),
+        &[sc_prom.endpoint(), sc_strata.endpoint()],
+        &[],
+        &[],
+    );
+    let global = Querier::start(
+        "global",
+        work.path(),
+        std::slice::from_ref(&q.grpc),
+        &[],
+        &[],
+    );
+
+    // strata tsdb has no metadata; its sidecar still answers (no failure).
+    assert!(metadata_of(&tsdb.api, &[]).is_empty());
+
+    // One metric: exactly Prometheus' entries, through one and two hops.
+    let want = metadata_of(&prom.api, &one);
+    assert_eq!(want[metric][0]["type"], "counter", "{want:?}");
+    assert_eq!(metadata_of(&q.api, &one), want);
+    assert_eq!(metadata_of(&global.api, &one), want);
+
+    // Everything: Prometheus' whole map (its set of metrics can still grow
+    // while it starts up, so compare until two reads agree).
+    for attempt in 0.. {
+        let want = metadata_of(&prom.api, &[]);
+        let got = metadata_of(&q.api, &[]);
+        let fed = metadata_of(&global.api, &[]);
+        if got == want && fed == want {
+            assert!(want.len() > 50, "only {} metrics", want.len());
+            break;
+        }
+        assert!(
+            attempt < 20,
+            "metadata differs: prometheus {} metrics, querier {}, global {}",
+            want.len(),
+            got.len(),
+            fed.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // limit applies to the merged answer.
+    let limited = metadata_of(&q.api, &[("limit", "3".to_string())]);
+    assert_eq!(limited.len(), 3, "{limited:?}");
+    let limited = metadata_of(&global.api, &[("limit", "0".to_string())]);
+    assert!(limited.is_empty(), "{limited:?}");
+    let (status, body) = q.api.get("/api/v1/metadata", &[("limit", "x".to_string())]);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errorType"], "bad_data", "{body}");
+    // An unknown metric: an empty object, as Prometheus answers.
+    let none = [("metric", "no_such_metric".to_string())];
+    assert!(metadata_of(&prom.api, &none).is_empty());
+    assert!(metadata_of(&q.api, &none).is_empty());
+}

@@ -364,12 +364,30 @@ impl Sidecar {
         tsdb: &StrataTsdb,
         objstore_yaml: Option<&str>,
     ) -> Sidecar {
+        Sidecar::start_for(
+            name,
+            dir,
+            &format!("http://127.0.0.1:{}", tsdb.port),
+            &tsdb.data,
+            objstore_yaml,
+        )
+    }
+
+    /// A sidecar for any Prometheus-compatible server (e.g. a real
+    /// Prometheus) at `prometheus_url` with its TSDB in `tsdb_path`.
+    pub fn start_for(
+        name: &str,
+        dir: &Path,
+        prometheus_url: &str,
+        tsdb_path: &Path,
+        objstore_yaml: Option<&str>,
+    ) -> Sidecar {
         let grpc_port = free_port();
         let http_port = free_port();
         let mut args = vec![
             "sidecar".to_string(),
-            format!("--tsdb.path={}", tsdb.data.display()),
-            format!("--prometheus.url=http://127.0.0.1:{}", tsdb.port),
+            format!("--tsdb.path={}", tsdb_path.display()),
+            format!("--prometheus.url={prometheus_url}"),
             format!("--grpc-address=127.0.0.1:{grpc_port}"),
             format!("--http-address=127.0.0.1:{http_port}"),
         ];
@@ -405,6 +423,8 @@ impl Sidecar {
 pub struct Querier {
     pub proc: Proc,
     pub api: Api,
+    /// The querier's own StoreAPI (`host:port`), for federation.
+    pub grpc: String,
 }
 
 impl Querier {
@@ -438,7 +458,11 @@ impl Querier {
         let mut proc = Proc::spawn(name, STRATA, args, dir.join(format!("{name}.log")));
         let api = Api::new(format!("http://127.0.0.1:{port}"));
         api.wait_ready(&mut proc);
-        let mut q = Querier { proc, api };
+        let mut q = Querier {
+            proc,
+            api,
+            grpc: format!("127.0.0.1:{grpc_port}"),
+        };
         q.wait_stores(endpoints.len());
         q
     }
@@ -479,13 +503,18 @@ pub fn healthy_stores(api: &Api) -> usize {
 /// A real Prometheus 2.42 serving the blocks in `dir/data`.
 pub struct Prometheus {
     /// Held so the process lives as long as this value (killed on drop).
-    _proc: Proc,
+    pub proc: Proc,
     pub api: Api,
 }
 
 impl Prometheus {
     pub fn start(name: &str, dir: &Path, config_yaml: &str) -> Prometheus {
-        let port = free_port();
+        Prometheus::start_on(name, dir, config_yaml, free_port())
+    }
+
+    /// As [`Prometheus::start`], on a chosen port (for a configuration
+    /// that scrapes the server itself).
+    pub fn start_on(name: &str, dir: &Path, config_yaml: &str, port: u16) -> Prometheus {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).expect("mkdir");
         let cfg = dir.join("prometheus.yml");
@@ -502,7 +531,7 @@ impl Prometheus {
         let mut proc = Proc::spawn(name, PROMETHEUS, args, dir.join(format!("{name}.log")));
         let api = Api::new(format!("http://127.0.0.1:{port}"));
         api.wait_ready(&mut proc);
-        Prometheus { _proc: proc, api }
+        Prometheus { proc, api }
     }
 }
 

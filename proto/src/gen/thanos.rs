@@ -1440,3 +1440,416 @@ pub mod writeable_store_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MetricMetadataRequest {
+    /// Only this metric; empty for all.
+    #[prost(string, tag = "1")]
+    pub metric: ::prost::alloc::string::String,
+    /// Most metrics returned; negative (Thanos' -1) or 0 for no limit.
+    #[prost(int32, tag = "2")]
+    pub limit: i32,
+    #[prost(enumeration = "PartialResponseStrategy", tag = "3")]
+    pub partial_response_strategy: i32,
+}
+impl ::prost::Name for MetricMetadataRequest {
+    const NAME: &'static str = "MetricMetadataRequest";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.MetricMetadataRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.MetricMetadataRequest".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MetricMetadataResponse {
+    #[prost(oneof = "metric_metadata_response::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<metric_metadata_response::Result>,
+}
+/// Nested message and enum types in `MetricMetadataResponse`.
+pub mod metric_metadata_response {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        /// Metadata of some metrics; a stream may carry several such frames.
+        #[prost(message, tag = "1")]
+        Metadata(super::MetricMetadata),
+        /// Something the client should report, e.g. a failed store under partial response.
+        #[prost(string, tag = "2")]
+        Warning(::prost::alloc::string::String),
+    }
+}
+impl ::prost::Name for MetricMetadataResponse {
+    const NAME: &'static str = "MetricMetadataResponse";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.MetricMetadataResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.MetricMetadataResponse".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MetricMetadata {
+    /// Metric name to its distinct metadata entries.
+    #[prost(map = "string, message", tag = "1")]
+    pub metadata: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        MetricMetadataEntry,
+    >,
+}
+impl ::prost::Name for MetricMetadata {
+    const NAME: &'static str = "MetricMetadata";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.MetricMetadata".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.MetricMetadata".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MetricMetadataEntry {
+    /// Field 1 is unused upstream too.
+    #[prost(message, repeated, tag = "2")]
+    pub metas: ::prost::alloc::vec::Vec<Meta>,
+}
+impl ::prost::Name for MetricMetadataEntry {
+    const NAME: &'static str = "MetricMetadataEntry";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.MetricMetadataEntry".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.MetricMetadataEntry".into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Meta {
+    /// Prometheus' metric type name: counter, gauge, histogram, ...
+    #[prost(string, tag = "1")]
+    pub r#type: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub help: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub unit: ::prost::alloc::string::String,
+}
+impl ::prost::Name for Meta {
+    const NAME: &'static str = "Meta";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.Meta".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.Meta".into()
+    }
+}
+/// Generated client implementations.
+pub mod metadata_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// `/thanos.Metadata/MetricMetadata`: the metric metadata (type, help, unit)
+    /// a component knows, as Prometheus' `/api/v1/metadata` gives it.
+    #[derive(Debug, Clone)]
+    pub struct MetadataClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl MetadataClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> MetadataClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> MetadataClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            MetadataClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        pub async fn metric_metadata(
+            &mut self,
+            request: impl tonic::IntoRequest<super::MetricMetadataRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::MetricMetadataResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/thanos.Metadata/MetricMetadata",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("thanos.Metadata", "MetricMetadata"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod metadata_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with MetadataServer.
+    #[async_trait]
+    pub trait Metadata: std::marker::Send + std::marker::Sync + 'static {
+        /// Server streaming response type for the MetricMetadata method.
+        type MetricMetadataStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::MetricMetadataResponse, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        async fn metric_metadata(
+            &self,
+            request: tonic::Request<super::MetricMetadataRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::MetricMetadataStream>,
+            tonic::Status,
+        >;
+    }
+    /// `/thanos.Metadata/MetricMetadata`: the metric metadata (type, help, unit)
+    /// a component knows, as Prometheus' `/api/v1/metadata` gives it.
+    #[derive(Debug)]
+    pub struct MetadataServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> MetadataServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for MetadataServer<T>
+    where
+        T: Metadata,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/thanos.Metadata/MetricMetadata" => {
+                    #[allow(non_camel_case_types)]
+                    struct MetricMetadataSvc<T: Metadata>(pub Arc<T>);
+                    impl<
+                        T: Metadata,
+                    > tonic::server::ServerStreamingService<super::MetricMetadataRequest>
+                    for MetricMetadataSvc<T> {
+                        type Response = super::MetricMetadataResponse;
+                        type ResponseStream = T::MetricMetadataStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::MetricMetadataRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Metadata>::metric_metadata(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = MetricMetadataSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for MetadataServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "thanos.Metadata";
+    impl<T> tonic::server::NamedService for MetadataServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}

@@ -780,3 +780,61 @@ fn unknown_fields_are_skipped() {
     let req = thanos::LabelValuesRequest::decode(bytes.as_slice()).unwrap();
     assert_eq!(req.label, "job");
 }
+
+#[test]
+fn metadata_api_messages() {
+    check(
+        &thanos::MetricMetadataRequest {
+            metric: "up".into(),
+            limit: 5,
+            partial_response_strategy: thanos::PartialResponseStrategy::Abort as i32,
+        },
+        &cat(&[
+            &[0x0a, 0x02, b'u', b'p'], // 1 metric
+            &[0x10, 0x05],             // 2 limit
+            &[0x18, 0x01],             // 3 partial_response_strategy ABORT
+        ]),
+    );
+    let mut metadata = std::collections::HashMap::new();
+    metadata.insert(
+        "up".to_string(),
+        thanos::MetricMetadataEntry {
+            metas: vec![thanos::Meta {
+                r#type: "gauge".into(),
+                help: "h".into(),
+                unit: String::new(),
+            }],
+        },
+    );
+    check(
+        &thanos::MetricMetadataResponse {
+            result: Some(thanos::metric_metadata_response::Result::Metadata(
+                thanos::MetricMetadata { metadata },
+            )),
+        },
+        &cat(&[
+            &[0x0a, 0x14],                               // 1 metadata (oneof), 20 bytes
+            &[0x0a, 0x12],                               //   1 map entry, 18 bytes
+            &[0x0a, 0x02, b'u', b'p'],                   // key
+            &[0x12, 0x0c],                               //     value: MetricMetadataEntry, 12 bytes
+            &[0x12, 0x0a], //       2 metas: Meta, 10 bytes (field 1 unused)
+            &[0x0a, 0x05, b'g', b'a', b'u', b'g', b'e'], // 1 type
+            &[0x12, 0x01, b'h'], //  2 help; 3 unit empty, omitted
+        ]),
+    );
+    check(
+        &thanos::MetricMetadataResponse {
+            result: Some(thanos::metric_metadata_response::Result::Warning(
+                "w".into(),
+            )),
+        },
+        &[0x12, 0x01, b'w'], // 2 warning
+    );
+    check(
+        &info::InfoResponse {
+            metric_metadata: Some(info::MetricMetadataInfo {}),
+            ..Default::default()
+        },
+        &[0x2a, 0x00], // 5 metric_metadata, empty message: advertised
+    );
+}

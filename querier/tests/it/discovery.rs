@@ -61,6 +61,121 @@ async fn dns_endpoints_resolve() {
     q.q.shutdown().await.unwrap();
 }
 
+/// The names of the stores in `/api/v1/stores`, sorted.
+async fn store_names(q: &TestQuerier) -> Vec<String> {
+    let (_, v) = q.get_json("/api/v1/stores").await;
+    let mut names: Vec<String> = v["data"]
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+        .flat_map(|l| l.as_array().cloned().unwrap_or_default())
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until the querier's stores are exactly `want` (sorted).
+async fn wait_store_names(q: &TestQuerier, want: &[String]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let have = store_names(q).await;
+        if have == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected stores {want:?}, have {have:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnssrv_endpoints_follow_the_records() {
+    let s1 = start_store(&[("cluster", "c1")], up()).await;
+    let s2 = start_store(&[("cluster", "c2")], up()).await;
+    let port = |a: &str| a.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
+    let dns = crate::dnsserver::start().await;
+    {
+        let mut z = dns.zone.lock();
+        z.a.insert("a.stores.test".into(), vec![[127, 0, 0, 1].into()]);
+        z.a.insert("b.stores.test".into(), vec![[127, 0, 0, 1].into()]);
+        z.srv.insert(
+            "_grpc._tcp.stores.test".into(),
+            vec![(port(&s1.addr), "a.stores.test".into())],
+        );
+    }
+    let q = start_querier(&["dnssrv+_grpc._tcp.stores.test"], |c| {
+        c.endpoints.dns_resolver = Some(dns.addr);
+        c.endpoints.dns_interval = Duration::from_millis(100);
+    })
+    .await;
+    wait_store_names(&q, std::slice::from_ref(&s1.addr)).await;
+    assert!(dns.queries.load(Ordering::Relaxed) >= 2, "SRV and A asked");
+    let (_, v) = q.query("up", 300.0, "").await;
+    assert_eq!(result(&v).len(), 1, "{v}");
+
+    // A second SRV record: the endpoint appears.
+    dns.zone.lock().srv.insert(
+        "_grpc._tcp.stores.test".into(),
+        vec![
+            (port(&s1.addr), "a.stores.test".into()),
+            (port(&s2.addr), "b.stores.test".into()),
+        ],
+    );
+    let mut both = vec![s1.addr.clone(), s2.addr.clone()];
+    both.sort();
+    wait_store_names(&q, &both).await;
+    let (_, v) = q.query("up", 300.0, "").await;
+    assert_eq!(result(&v).len(), 2, "{v}");
+
+    // The first record goes away: so does its endpoint.
+    dns.zone.lock().srv.insert(
+        "_grpc._tcp.stores.test".into(),
+        vec![(port(&s2.addr), "b.stores.test".into())],
+    );
+    wait_store_names(&q, std::slice::from_ref(&s2.addr)).await;
+
+    // The SRV target loses its address: no endpoints, as Thanos treats a
+    // name that is not found (an empty answer, not an error).
+    dns.zone.lock().a.remove("b.stores.test");
+    wait_store_names(&q, &[]).await;
+    // And the whole SRV name disappears (NXDOMAIN): still none, no panic.
+    dns.zone.lock().srv.clear();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store_names(&q).await.is_empty());
+    q.q.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_a_endpoints_follow_the_records() {
+    let s1 = start_store(&[("cluster", "c1")], up()).await;
+    let port = s1.addr.rsplit_once(':').unwrap().1;
+    let dns = crate::dnsserver::start().await;
+    dns.zone
+        .lock()
+        .a
+        .insert("stores.test".into(), vec![[127, 0, 0, 1].into()]);
+    let q = start_querier(&[&format!("dns+stores.test:{port}")], |c| {
+        c.endpoints.dns_resolver = Some(dns.addr);
+        c.endpoints.dns_interval = Duration::from_millis(100);
+    })
+    .await;
+    wait_store_names(&q, std::slice::from_ref(&s1.addr)).await;
+    // A second address where nothing listens: discovered, never active.
+    dns.zone.lock().a.insert(
+        "stores.test".into(),
+        vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()],
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store_names(&q).await, vec![s1.addr.clone()]);
+    // The name goes away: so does the endpoint.
+    dns.zone.lock().a.clear();
+    wait_store_names(&q, &[]).await;
+    q.q.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unhealthy_endpoint_is_dropped_after_the_timeout_and_readded() {
     let good = start_store(&[("cluster", "c1")], up()).await;

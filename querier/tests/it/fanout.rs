@@ -56,17 +56,59 @@ async fn prunes_stores_by_external_labels_and_time() {
     assert_eq!(c1.state.series_calls.load(Ordering::Relaxed), 1);
     assert_eq!(late.state.series_calls.load(Ordering::Relaxed), 0);
 
-    // storeMatch[] restricts the stores by their labels.
+    // storeMatch[] (Thanos' storeMatchDebugMetadata) selects stores by
+    // `__address__` only: a matcher on an external label is ignored.
+    let clusters_of = |v: &serde_json::Value| -> Vec<String> {
+        result(v)
+            .iter()
+            .map(|s| s["metric"]["cluster"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let store_match = |sets: &[&str]| -> String {
+        sets.iter()
+            .map(|s| format!("&storeMatch[]={}", urlencode(s)))
+            .collect()
+    };
+    let (status, v) = q
+        .query(
+            "up",
+            300.0,
+            &store_match(&[&format!("{{__address__=\"{}\"}}", c1.addr)]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters_of(&v), vec!["c1"], "{v}");
+    // Sets are ORed; a regex on the address works as on any label.
     let (_, v) = q
         .query(
             "up",
             300.0,
-            &format!("&storeMatch[]={}", urlencode("{cluster=\"c1\"}")),
+            &store_match(&[
+                &format!("{{__address__=\"{}\"}}", c1.addr),
+                &format!("{{__address__=~\"{}|nothing\"}}", c2.addr),
+            ]),
         )
         .await;
-    let r = result(&v);
-    assert_eq!(r.len(), 1, "{v}");
-    assert_eq!(r[0]["metric"]["cluster"], "c1");
+    assert_eq!(clusters_of(&v), vec!["c1", "c2"], "{v}");
+    // Other labels in a set do not restrict it (as in Thanos).
+    let (_, v) = q
+        .query("up", 300.0, &store_match(&["{cluster=\"c1\"}"]))
+        .await;
+    assert_eq!(clusters_of(&v), vec!["c1", "c2"], "{v}");
+    let (_, v) = q
+        .query(
+            "up",
+            300.0,
+            &store_match(&[&format!("{{cluster=\"c2\",__address__=\"{}\"}}", c1.addr)]),
+        )
+        .await;
+    assert_eq!(clusters_of(&v), vec!["c1"], "{v}");
+    // No store matches: an empty answer, not an error.
+    let (status, v) = q
+        .query("up", 300.0, &store_match(&["{__address__=\"nowhere:1\"}"]))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(result(&v).is_empty(), "{v}");
     q.q.shutdown().await.unwrap();
 }
 

@@ -15,6 +15,7 @@ mod acceptance;
 mod cluster;
 mod dedup;
 mod discovery;
+mod dnsserver;
 mod fanout;
 mod federation;
 

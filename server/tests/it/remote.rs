@@ -250,3 +250,122 @@ async fn remote_read_samples_and_streamed_chunks() {
     assert_eq!(s.post_snappy("/api/v1/read", &rr).await.0, 400);
     s.stop().await;
 }
+
+/// One streamed chunk: `(min_time, max_time, samples)`.
+type StreamedChunk = (i64, i64, Vec<(i64, f64)>);
+
+/// Streamed chunks of one series.
+fn streamed_chunks(body: &[u8]) -> Vec<StreamedChunk> {
+    decode_frames(body)
+        .iter()
+        .flat_map(|f| f.chunked_series.iter())
+        .flat_map(|cs| cs.chunks.iter())
+        .map(|c| {
+            (
+                c.min_time_ms,
+                c.max_time_ms,
+                XorIter::new(&c.data).collect::<Vec<_>>(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_chunks_mostly_outside_the_window_are_cut_to_it() {
+    let s = TestServer::start(|_| {}).await;
+    let t0 = now_ms() / 1000 * 1000 - 3_600_000;
+    // 300 samples at 10 s: head chunks of 120 samples (1190 s each).
+    let written: Vec<(i64, f64)> = (0..300)
+        .map(|i| (t0 + i * 10_000, (i * i) as f64 / 7.0))
+        .collect();
+    let req = write_request(vec![series(&[("__name__", "cut"), ("job", "a")], &written)]);
+    assert_eq!(s.post_snappy("/api/v1/write", &req).await.0, 204);
+    let read = |start: i64, end: i64| pb::ReadRequest {
+        queries: vec![pb::Query {
+            start_timestamp_ms: start,
+            end_timestamp_ms: end,
+            matchers: vec![pb::LabelMatcher {
+                r#type: pb::label_matcher::Type::Eq as i32,
+                name: "__name__".into(),
+                value: "cut".into(),
+            }],
+            hints: None,
+        }],
+        accepted_response_types: vec![pb::read_request::ResponseType::StreamedXorChunks as i32],
+    };
+    let in_window = |a: i64, b: i64| -> Vec<(i64, f64)> {
+        written
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= a && *t <= b)
+            .collect()
+    };
+
+    // An instant query's 5 minutes: exactly the window's samples instead of
+    // whole 120-sample chunks (two chunks if a chunk boundary falls inside).
+    let (start, end) = (t0 + 1_500_000, t0 + 1_800_000);
+    let (status, body, _) = s.post_snappy("/api/v1/read", &read(start, end)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let chunks = streamed_chunks(&body);
+    assert!(!chunks.is_empty() && chunks.len() <= 2, "{chunks:?}");
+    for (min, max, samples) in &chunks {
+        assert!(*min >= start && *max <= end, "{chunks:?}");
+        assert_eq!(samples.first().map(|s| s.0), Some(*min));
+        assert_eq!(samples.last().map(|s| s.0), Some(*max));
+    }
+    let all: Vec<(i64, f64)> = chunks.iter().flat_map(|c| c.2.clone()).collect();
+    assert_eq!(all, in_window(start, end));
+    assert_eq!(all.len(), 31);
+
+    // The stored layout: a window holding every sample ships every chunk
+    // as stored (their boundaries depend on the head's chunk range).
+    let (_, body, _) = s
+        .post_snappy("/api/v1/read", &read(t0, t0 + 2_990_000))
+        .await;
+    let stored = streamed_chunks(&body);
+    assert!(stored.len() >= 2, "{stored:?}");
+    let all: Vec<(i64, f64)> = stored.iter().flat_map(|c| c.2.clone()).collect();
+    assert_eq!(all, written);
+
+    // Windows across every chunk boundary and over most of every chunk:
+    // a chunk less than half inside comes cut to the window, any other
+    // whole; together always exactly the window's samples (plus, for whole
+    // chunks, their samples outside it).
+    let mut windows: Vec<(i64, i64)> = stored
+        .windows(2)
+        .map(|w| (w[0].1 - 30_000, w[1].0 + 40_000))
+        .collect();
+    windows.push((t0 + 100_000, t0 + 2_900_000));
+    for (start, end) in windows {
+        let (_, body, _) = s.post_snappy("/api/v1/read", &read(start, end)).await;
+        let got = streamed_chunks(&body);
+        let mut inside = Vec::new();
+        for (min, max, samples) in &got {
+            let whole = stored.iter().find(|c| c.0 == *min && c.1 == *max);
+            let kept = match whole {
+                Some(c) => {
+                    let span = c.1 - c.0;
+                    let covered = c.1.min(end) - c.0.max(start);
+                    assert!(
+                        (*min >= start && *max <= end) || covered * 2 >= span,
+                        "chunk [{min}, {max}] mostly outside [{start}, {end}] not cut"
+                    );
+                    assert_eq!(samples, &c.2);
+                    samples.clone()
+                }
+                None => {
+                    assert!(*min >= start && *max <= end, "cut chunk outside window");
+                    samples.clone()
+                }
+            };
+            inside.extend(kept.into_iter().filter(|(t, _)| *t >= start && *t <= end));
+        }
+        assert_eq!(inside, in_window(start, end), "window [{start}, {end}]");
+    }
+
+    // A window with no sample of a chunk it overlaps: nothing from it.
+    let (start, end) = (t0 + 2_981_000, t0 + 2_989_000);
+    let (_, body, _) = s.post_snappy("/api/v1/read", &read(start, end)).await;
+    assert!(streamed_chunks(&body).is_empty());
+    s.stop().await;
+}
