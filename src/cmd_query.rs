@@ -13,6 +13,9 @@ pub struct QueryArgs {
     /// Listen address of the HTTP server (Prometheus API, /metrics, UI).
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: String,
+    /// Prometheus web-config file (TLS, basic auth, headers) for the HTTP server, as Thanos' flag.
+    #[arg(long = "http.config")]
+    http_config: Option<PathBuf>,
     /// Listen address of the gRPC server (StoreAPI, Info, health).
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     grpc_address: String,
@@ -148,6 +151,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let partial = !a.no_partial_response && a.partial_response.unwrap_or(true);
     let mut cfg = strata_querier::QuerierConfig {
         http_address: a.http_address.clone(),
+        http_config: a.http_config.clone(),
         grpc_address: a.grpc_address.clone(),
         flags: flag_map(&a, partial),
         ..Default::default()

@@ -45,6 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
+use strata_promapi::webconfig::{TlsListener, WebConfigFile};
 use strata_promapi::ApiOptions;
 use strata_promql::EngineOptions;
 use strata_proto::grpc::{MessageLimits, ServerOptions, ServerTls};
@@ -75,12 +76,17 @@ pub enum Error {
     Grpc(String),
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    #[error("--http.config: {0}")]
+    HttpConfig(strata_promapi::webconfig::WebConfigError),
 }
 
 /// Everything `strata query` needs, flags parsed. Defaults are Thanos'.
 #[derive(Clone, Debug)]
 pub struct QuerierConfig {
     pub http_address: String,
+    /// `--http.config`: Prometheus web-config file (TLS, basic auth,
+    /// response headers) for every HTTP endpoint; `None` = plain HTTP.
+    pub http_config: Option<std::path::PathBuf>,
     pub grpc_address: String,
     pub grpc_server_tls: Option<ServerTls>,
     pub endpoints: EndpointSetOptions,
@@ -113,6 +119,7 @@ impl Default for QuerierConfig {
     fn default() -> Self {
         QuerierConfig {
             http_address: "0.0.0.0:10902".into(),
+            http_config: None,
             grpc_address: "0.0.0.0:10901".into(),
             grpc_server_tls: None,
             endpoints: EndpointSetOptions::default(),
@@ -271,6 +278,11 @@ impl Querier {
         http: TcpListener,
         grpc: TcpListener,
     ) -> Result<Querier, Error> {
+        // Read before anything starts, so a bad file fails fast.
+        let web_config = match &cfg.http_config {
+            None => None,
+            Some(p) => Some(WebConfigFile::open(p.clone()).map_err(Error::HttpConfig)?),
+        };
         let http_addr = http.local_addr().map_err(Error::Http)?;
         let grpc_addr = grpc.local_addr().map_err(Error::Http)?;
         let set = EndpointSet::new(cfg.endpoints.clone());
@@ -309,7 +321,14 @@ impl Querier {
             ..ApiOptions::default()
         };
         let metrics = Arc::new(metrics::Metrics::default());
-        let app = http_app(set.clone(), backend, api, metrics);
+        let mut app = http_app(set.clone(), backend, api, metrics);
+        if let Some(w) = &web_config {
+            // Outermost, so headers and basic auth cover every route.
+            app = app.layer(middleware::from_fn_with_state(
+                w.clone(),
+                strata_promapi::webconfig::middleware,
+            ));
+        }
 
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn({
@@ -323,12 +342,22 @@ impl Querier {
         tasks.push(tokio::spawn({
             let mut rx = stop_rx.clone();
             async move {
-                axum::serve(http.tap_io(no_delay), app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await
-                    .map_err(Error::Http)
+                let stopped = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                match web_config.filter(|w| w.tls_enabled()) {
+                    Some(w) => {
+                        let tls = TlsListener::new(http, w, no_delay).map_err(Error::Http)?;
+                        axum::serve(tls, app)
+                            .with_graceful_shutdown(stopped)
+                            .await
+                            .map_err(Error::Http)
+                    }
+                    None => axum::serve(http.tap_io(no_delay), app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                        .map_err(Error::Http),
+                }
             }
         }));
 

@@ -253,7 +253,7 @@ async fn stopped_store_becomes_a_warning() {
 
 /// CA, a server certificate for `strata.test`, and a client certificate,
 /// all PEM.
-fn certs() -> (String, String, String, String, String) {
+pub(crate) fn certs() -> (String, String, String, String, String) {
     use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
