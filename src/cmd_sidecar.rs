@@ -27,6 +27,9 @@ pub struct SidecarArgs {
     /// Listen address of the HTTP server (/metrics, /-/healthy, /-/ready).
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: String,
+    /// Prometheus web-config file (TLS, basic auth, headers) for the HTTP server, as Thanos' flag.
+    #[arg(long = "http.config")]
+    http_config: Option<PathBuf>,
     /// TLS certificate for the gRPC server; no TLS when unset.
     #[arg(long = "grpc-server-tls-cert")]
     grpc_server_tls_cert: Option<PathBuf>,
@@ -58,6 +61,7 @@ pub fn run(a: SidecarArgs) -> Result<()> {
     .context("object store configuration")?;
     cfg.grpc_address = a.grpc_address;
     cfg.http_address = a.http_address;
+    cfg.http_config = a.http_config;
     cfg.grpc_tls = match (&a.grpc_server_tls_cert, &a.grpc_server_tls_key) {
         (Some(cert), Some(key)) => Some(
             strata_sidecar::GrpcServerTls::from_files(

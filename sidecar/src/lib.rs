@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use strata_bucket::ObjstoreConfig;
+use strata_promapi::webconfig::{TlsListener, WebConfigFile};
 use strata_proto::grpc::{MessageLimits, ServerOptions, ServerTls};
 use strata_proto::thanos::info::info_server::InfoServer;
 use strata_proto::thanos::metadata_server::MetadataServer;
@@ -69,6 +70,8 @@ pub enum Error {
     Grpc(String),
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    #[error("--http.config: {0}")]
+    HttpConfig(strata_promapi::webconfig::WebConfigError),
     #[error("prometheus: {0}")]
     Prometheus(#[from] PromError),
 }
@@ -82,6 +85,9 @@ pub struct SidecarConfig {
     pub objstore: Option<ObjstoreConfig>,
     pub grpc_address: String,
     pub http_address: String,
+    /// `--http.config`: Prometheus web-config file (TLS, basic auth,
+    /// headers) for the HTTP server; `None` = plain HTTP.
+    pub http_config: Option<PathBuf>,
     pub grpc_tls: Option<ServerTls>,
     /// `--min-time` in ms; `None` = no limit.
     pub min_time: Option<i64>,
@@ -103,6 +109,7 @@ impl SidecarConfig {
             objstore: None,
             grpc_address: "0.0.0.0:10901".into(),
             http_address: "0.0.0.0:10902".into(),
+            http_config: None,
             grpc_tls: None,
             min_time: None,
             upload_compacted: false,
@@ -306,14 +313,33 @@ pub async fn run_with_listeners(
     // config fails at once.
     let bucket = cfg.objstore.as_ref().map(|c| c.build()).transpose()?;
 
+    let web_config = match &cfg.http_config {
+        None => None,
+        Some(p) => Some(WebConfigFile::open(p.clone()).map_err(Error::HttpConfig)?),
+    };
     let http_task = {
-        let app = http_router(state.clone());
+        let mut app = http_router(state.clone());
+        if let Some(w) = &web_config {
+            // Outermost, so headers and basic auth cover every route.
+            app = app.layer(axum::middleware::from_fn_with_state(
+                w.clone(),
+                strata_promapi::webconfig::middleware,
+            ));
+        }
         let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            axum::serve(http.tap_io(no_delay), app)
-                .with_graceful_shutdown(stop)
-                .await
-        })
+        match web_config.filter(|w| w.tls_enabled()) {
+            Some(w) => {
+                let tls = TlsListener::new(http, w, no_delay).map_err(Error::Http)?;
+                tokio::spawn(
+                    async move { axum::serve(tls, app).with_graceful_shutdown(stop).await },
+                )
+            }
+            None => tokio::spawn(async move {
+                axum::serve(http.tap_io(no_delay), app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }),
+        }
     };
 
     let labels = tokio::select! {
