@@ -24,6 +24,13 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   apt_install prometheus
 fi
 
+# prometheus-node-exporter: the real exporter of the node-exporter
+# end-to-end test (Prometheus remote-writing and strata scraping the same one).
+if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+  log "installing Debian's prometheus-node-exporter package"
+  apt_install prometheus-node-exporter
+fi
+
 # s3s-fs: a real S3 server (SigV4 checked, objects on disk) for the
 # strata-bucket integration tests, which start it on 127.0.0.1. 0.14.1 is the
 # last release that builds with rustc 1.95. Building it takes about 5 min of

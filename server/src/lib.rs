@@ -102,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) compact_now: Notify,
     /// Set to true to stop the server (signals, `/-/quit`).
     pub(crate) quit: watch::Sender<bool>,
+    /// Remote-write label bytes -> head series ref (see `remote::cache`).
+    pub(crate) write_cache: remote::cache::SeriesCache,
 }
 
 impl Shared {
@@ -239,6 +241,7 @@ impl Server {
             remote_metadata: metadata::RemoteMetadata::default(),
             compact_now: Notify::new(),
             quit,
+            write_cache: remote::cache::SeriesCache::default(),
         });
         let mut app = web::app(shared.clone());
         if let Some(w) = &web_config {

@@ -1,8 +1,13 @@
 //! Remote write receiver (`POST /api/v1/write`) and remote read
 //! (`POST /api/v1/read`), wire-compatible with Prometheus.
 //!
-//! **Write.** Snappy block + protobuf 1.0 `WriteRequest`. One appender per
-//! request, committed once. Samples rejected by the head's append rules
+//! **Write.** Snappy block + protobuf 1.0 `WriteRequest`, decoded in place
+//! by [`wire`] (no allocation per label) and appended through one appender
+//! per request, committed once. [`cache::SeriesCache`] maps each series'
+//! label bytes as sent to its head series ref, so every sample after a
+//! series' first is appended by ref, without building, hashing or comparing
+//! a label set (see `bench/remote_write.sh` in BENCHMARKS.md for why). A
+//! body that does not decode is 400 with nothing committed. Samples rejected by the head's append rules
 //! (out of order, duplicate timestamp, out of bounds) do not stop the
 //! request: the rest is appended and committed, and the answer is 400 with
 //! the reasons, so the sender does not retry what can never succeed (this is
@@ -48,6 +53,9 @@ use strata_tsdb::series::{samples_to_chunks, ChunkSeries};
 
 use crate::Shared;
 
+pub(crate) mod cache;
+mod wire;
+
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut m = msg.into();
     if !m.ends_with('\n') {
@@ -92,16 +100,16 @@ async fn read_snappy(shared: &Shared, body: Body) -> Result<Vec<u8>, Response> {
 
 /// Converts wire labels to a label set, rejecting what the index cannot
 /// hold (Prometheus would store such series and break later).
-fn to_labels(ls: &[pb::Label]) -> Result<Labels, String> {
-    for (i, l) in ls.iter().enumerate() {
-        if l.name.is_empty() {
+fn to_labels(ls: &[(&str, &str)]) -> Result<Labels, String> {
+    for (i, (name, _)) in ls.iter().enumerate() {
+        if name.is_empty() {
             return Err("invalid labels: empty label name".into());
         }
-        if ls[..i].iter().any(|o| o.name == l.name) {
-            return Err(format!("invalid labels: duplicate label name {:?}", l.name));
+        if ls[..i].iter().any(|(o, _)| o == name) {
+            return Err(format!("invalid labels: duplicate label name {name:?}"));
         }
     }
-    let labels = Labels::from_pairs(ls.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+    let labels = Labels::from_pairs(ls.iter().copied());
     if labels.is_empty() {
         return Err("invalid labels: empty label set".into());
     }
@@ -113,6 +121,8 @@ const MAX_REASONS: usize = 10;
 
 enum WriteOutcome {
     Ok,
+    /// The body is not a valid `WriteRequest` (400, nothing committed).
+    Invalid(String),
     Rejected(Vec<String>, usize),
     Failed(String),
 }
@@ -125,24 +135,24 @@ pub(crate) async fn write(shared: Arc<Shared>, body: Body) -> Response {
             return r;
         }
     };
-    let req = match pb::WriteRequest::decode(decoded.as_slice()) {
-        Ok(r) => r,
+    match wire::metadata(&decoded) {
+        Ok(md) if !md.is_empty() => {
+            let dropped = shared.remote_metadata.record(&md);
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "remote write: metadata store full; entries dropped"
+                );
+            }
+        }
+        Ok(_) => {}
         Err(e) => {
             shared.metrics.remote_write_requests.record(false);
             return text(StatusCode::BAD_REQUEST, e.to_string());
         }
-    };
-    if !req.metadata.is_empty() {
-        let dropped = shared.remote_metadata.record(&req.metadata);
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "remote write: metadata store full; entries dropped"
-            );
-        }
     }
     let sh = shared.clone();
-    let outcome = tokio::task::spawn_blocking(move || append(&sh, req))
+    let outcome = tokio::task::spawn_blocking(move || append(&sh, &decoded))
         .await
         .unwrap_or_else(|e| WriteOutcome::Failed(e.to_string()));
     shared.maybe_compact();
@@ -150,6 +160,10 @@ pub(crate) async fn write(shared: Arc<Shared>, body: Body) -> Response {
         WriteOutcome::Ok => {
             shared.metrics.remote_write_requests.record(true);
             StatusCode::NO_CONTENT.into_response()
+        }
+        WriteOutcome::Invalid(e) => {
+            shared.metrics.remote_write_requests.record(false);
+            text(StatusCode::BAD_REQUEST, e)
         }
         WriteOutcome::Rejected(reasons, total) => {
             shared.metrics.remote_write_requests.record(false);
@@ -168,9 +182,33 @@ pub(crate) async fn write(shared: Arc<Shared>, body: Body) -> Response {
     }
 }
 
-fn append(shared: &Shared, req: pb::WriteRequest) -> WriteOutcome {
+/// Why a write request stopped before its commit.
+enum Stop {
+    /// The body is not a valid `WriteRequest`: 400, nothing committed.
+    Decode(wire::DecodeError),
+    /// The storage failed: 500 (retried by senders), nothing committed.
+    Storage(strata_tsdb::Error),
+}
+
+impl From<wire::DecodeError> for Stop {
+    fn from(e: wire::DecodeError) -> Self {
+        Stop::Decode(e)
+    }
+}
+
+/// The label set of a wire series, validated as [`to_labels`] does.
+fn series_labels(s: &wire::WireSeries<'_>) -> Result<Result<Labels, String>, wire::DecodeError> {
+    let mut pairs = Vec::with_capacity(s.labels.len());
+    for l in &s.labels {
+        pairs.push(wire::label(l)?);
+    }
+    Ok(to_labels(&pairs))
+}
+
+fn append(shared: &Shared, body: &[u8]) -> WriteOutcome {
     use strata_tsdb::Error as E;
     let mut app = shared.db.appender();
+    let cache = &shared.write_cache;
     let mut reasons = Vec::new();
     let mut rejected = 0usize;
     let mut reject = |msg: String, n: usize| {
@@ -179,30 +217,79 @@ fn append(shared: &Shared, req: pb::WriteRequest) -> WriteOutcome {
             reasons.push(msg);
         }
     };
-    for ts in &req.timeseries {
-        let labels = match to_labels(&ts.labels) {
-            Ok(l) => l,
-            Err(e) => {
-                reject(e, ts.samples.len().max(1));
-                continue;
+    let res = wire::for_each_series(body, |s| -> Result<(), Stop> {
+        let hash = s.labels_hash();
+        let mut cached = cache.get(hash, |key| s.labels_equal(key));
+        // Built only on a cache miss (or for a rejection message).
+        let mut labels: Option<Labels> = None;
+        if cached.is_none() {
+            match series_labels(s)? {
+                Ok(l) => labels = Some(l),
+                Err(e) => {
+                    reject(e, s.samples.len().max(1));
+                    return Ok(());
+                }
             }
-        };
-        for s in &ts.samples {
-            match app.append(&labels, s.timestamp, s.value) {
-                Ok(_) => {}
+        }
+        for &(t, v) in &s.samples {
+            let by_ref = match cached {
+                Some(r) => match app.append_ref(r, t, v) {
+                    // Truncated away since it was cached: by labels below.
+                    Err(E::UnknownSeriesRef(_)) => None,
+                    other => Some(other),
+                },
+                None => None,
+            };
+            let res = match by_ref {
+                Some(res) => res,
+                None => {
+                    if labels.is_none() {
+                        // Cached labels were valid when cached and the bytes are equal.
+                        labels = series_labels(s)?.ok();
+                    }
+                    let Some(l) = &labels else {
+                        reject("invalid labels".into(), 1);
+                        continue;
+                    };
+                    match app.append(l, t, v) {
+                        Ok(r) => {
+                            if cached != Some(r) {
+                                cache.insert(hash, s.labels_key(), r);
+                                cached = Some(r);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match res {
+                Ok(()) => {}
                 Err(
                     e @ (E::OutOfOrderSample
                     | E::DuplicateSampleForTimestamp
                     | E::OutOfBounds
                     | E::InvalidLabels(_)),
-                ) => reject(format!("{e} for series {labels}"), 1),
+                ) => {
+                    if labels.is_none() {
+                        labels = series_labels(s)?.ok();
+                    }
+                    let name = labels.as_ref().map(|l| l.to_string()).unwrap_or_default();
+                    reject(format!("{e} for series {name}"), 1);
+                }
                 // Anything else is the storage failing: nothing is committed
                 // and the sender retries.
-                Err(e) => return WriteOutcome::Failed(e.to_string()),
+                Err(e) => return Err(Stop::Storage(e)),
             }
         }
         // Exemplars and native histograms are not stored yet; like
         // Prometheus with exemplar storage off, they do not fail a request.
+        Ok(())
+    });
+    match res {
+        Ok(()) => {}
+        Err(Stop::Decode(e)) => return WriteOutcome::Invalid(e.to_string()),
+        Err(Stop::Storage(e)) => return WriteOutcome::Failed(e.to_string()),
     }
     let n = app.len();
     if let Err(e) = app.commit() {

@@ -9,6 +9,7 @@
 //! | `tsdb_server` | remote-written samples survive `kill -9`, also a kill in the middle of 3 concurrent writers (every 204-acknowledged sample is back after the restart) |
 //! | `reference` | `strata tsdb` answers the query set like Prometheus 2.42 |
 //! | `federation` | two clusters behind `strata query` answer like one Prometheus; series/labels APIs; a cluster down (partial response) and back |
+//! | `node_exporter` | a real node-exporter scraped by strata and by Prometheus 2.42 remote-writing into strata: the same series per metric, the same stable gauge values |
 //! | `ha` | an HA pair deduplicated by `--query.replica-label` |
 //! | `grafana` | Grafana's recorded request sequence against the querier |
 //! | `promtool` | `promtool query …` against the querier vs Prometheus |
@@ -23,6 +24,7 @@ mod demo;
 mod federation;
 mod grafana;
 mod ha;
+mod node_exporter;
 mod promtool;
 mod reference;
 mod tsdb_server;

@@ -1,6 +1,7 @@
 //! Remote write in, PromQL and remote read out.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use strata_proto::prometheus as pb;
 use strata_tsdb::chunkenc::XorIter;
@@ -367,5 +368,50 @@ async fn streamed_chunks_mostly_outside_the_window_are_cut_to_it() {
     let (start, end) = (t0 + 2_981_000, t0 + 2_989_000);
     let (_, body, _) = s.post_snappy("/api/v1/read", &read(start, end)).await;
     assert!(streamed_chunks(&body).is_empty());
+    s.stop().await;
+}
+
+/// The receiver caches label bytes -> head series ref. A series that head
+/// truncation removed since must still be writable: its stale ref makes the
+/// append by ref fail and the receiver falls back to an append by labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_after_head_truncation_recreates_a_cached_series() {
+    let s = TestServer::start(|_| {}).await;
+    let now = now_ms() / 60_000 * 60_000;
+    let start = now - 4 * 3_600_000;
+    // 4 h of `long` make the head compactable; `gone` only has its first
+    // half hour, so truncation after the block cut drops it from the head.
+    let long: Vec<(i64, f64)> = (0..=240).map(|i| (start + i * 60_000, i as f64)).collect();
+    let early: Vec<(i64, f64)> = (0..=30).map(|i| (start + i * 60_000, 1.0)).collect();
+    let gone = [("__name__", "gone"), ("job", "c")];
+    let req = write_request(vec![
+        series(&[("__name__", "long"), ("job", "c")], &long),
+        series(&gone, &early),
+    ]);
+    assert_eq!(s.post_snappy("/api/v1/write", &req).await.0, 204);
+    let db = s.server.db().clone();
+    eventually(
+        "`gone` truncated from the head",
+        Duration::from_secs(20),
+        || {
+            let db = db.clone();
+            async move { (!db.blocks().is_empty() && db.head().num_series() == 1).then_some(()) }
+        },
+    )
+    .await;
+    // Same label bytes as the cached entry, whose ref the head no longer knows.
+    let req = write_request(vec![series(&gone, &[(now, 7.0)])]);
+    let (status, body, _) = s.post_snappy("/api/v1/write", &req).await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(db.head().num_series(), 2);
+    let r = s.query("gone", now as f64 / 1000.0).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["value"][1], "7");
+    // And once more, now through the refreshed cache entry.
+    let req = write_request(vec![series(&gone, &[(now + 15_000, 8.0)])]);
+    assert_eq!(s.post_snappy("/api/v1/write", &req).await.0, 204);
+    let r = s.query("gone", (now + 15_000) as f64 / 1000.0).await;
+    assert_eq!(r[0]["value"][1], "8");
+    drop(db);
     s.stop().await;
 }
