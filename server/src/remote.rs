@@ -48,8 +48,9 @@ use axum::response::{IntoResponse, Response};
 use prost::Message;
 use strata_proto::prometheus as pb;
 use strata_tsdb::chunkenc::{Encoding, XorChunk, XorIter};
+use strata_tsdb::head::HistogramValue;
 use strata_tsdb::labels::{Labels, MatchType, Matcher};
-use strata_tsdb::series::{samples_to_chunks, ChunkSeries};
+use strata_tsdb::series::{histograms_to_chunks, samples_to_chunks, ChunkSeries};
 
 use crate::Shared;
 
@@ -196,6 +197,70 @@ impl From<wire::DecodeError> for Stop {
     }
 }
 
+/// A remote-write histogram as the head takes it (its reset hint is passed
+/// separately). Integer or float is decided as Prometheus 2.42 does: float
+/// when the float count or float zero count is above 0 (so an all-zero
+/// float histogram reads as an integer one, with its integer fields).
+fn histogram_from_proto(hp: &pb::Histogram) -> Result<HistogramValue, String> {
+    use pb::histogram::{Count, ZeroCount};
+    use strata_tsdb::chunkenc::histogram::{FloatHistogram, Histogram, Span};
+    if !hp.custom_values.is_empty() {
+        return Err("custom-bucket histograms (schema -53) are not supported".into());
+    }
+    if !(-4..=8).contains(&hp.schema) {
+        return Err(format!("histogram schema {} is not in -4..=8", hp.schema));
+    }
+    let spans = |ss: &[pb::BucketSpan]| -> Vec<Span> {
+        ss.iter()
+            .map(|s| Span {
+                offset: s.offset,
+                length: s.length,
+            })
+            .collect()
+    };
+    let float_count = match hp.count {
+        Some(Count::CountFloat(c)) => Some(c),
+        _ => None,
+    };
+    let float_zero = match hp.zero_count {
+        Some(ZeroCount::ZeroCountFloat(c)) => Some(c),
+        _ => None,
+    };
+    let is_float = float_count.is_some_and(|c| c > 0.0) || float_zero.is_some_and(|c| c > 0.0);
+    let v = if is_float {
+        HistogramValue::Float(FloatHistogram {
+            schema: hp.schema,
+            zero_threshold: hp.zero_threshold,
+            zero_count: float_zero.unwrap_or(0.0),
+            count: float_count.unwrap_or(0.0),
+            sum: hp.sum,
+            positive_spans: spans(&hp.positive_spans),
+            negative_spans: spans(&hp.negative_spans),
+            positive_buckets: hp.positive_counts.clone(),
+            negative_buckets: hp.negative_counts.clone(),
+        })
+    } else {
+        HistogramValue::Int(Histogram {
+            schema: hp.schema,
+            zero_threshold: hp.zero_threshold,
+            zero_count: match hp.zero_count {
+                Some(ZeroCount::ZeroCountInt(c)) => c,
+                _ => 0,
+            },
+            count: match hp.count {
+                Some(Count::CountInt(c)) => c,
+                _ => 0,
+            },
+            sum: hp.sum,
+            positive_spans: spans(&hp.positive_spans),
+            negative_spans: spans(&hp.negative_spans),
+            positive_buckets: hp.positive_deltas.clone(),
+            negative_buckets: hp.negative_deltas.clone(),
+        })
+    };
+    Ok(v)
+}
+
 /// The label set of a wire series, validated as [`to_labels`] does.
 fn series_labels(s: &wire::WireSeries<'_>) -> Result<Result<Labels, String>, wire::DecodeError> {
     let mut pairs = Vec::with_capacity(s.labels.len());
@@ -226,7 +291,7 @@ fn append(shared: &Shared, body: &[u8]) -> WriteOutcome {
             match series_labels(s)? {
                 Ok(l) => labels = Some(l),
                 Err(e) => {
-                    reject(e, s.samples.len().max(1));
+                    reject(e, (s.samples.len() + s.histograms.len()).max(1));
                     return Ok(());
                 }
             }
@@ -282,8 +347,41 @@ fn append(shared: &Shared, body: &[u8]) -> WriteOutcome {
                 Err(e) => return Err(Stop::Storage(e)),
             }
         }
-        // Exemplars and native histograms are not stored yet; like
-        // Prometheus with exemplar storage off, they do not fail a request.
+        if !s.histograms.is_empty() {
+            if labels.is_none() {
+                labels = series_labels(s)?.ok();
+            }
+            let Some(l) = &labels else {
+                reject("invalid labels".into(), s.histograms.len());
+                return Ok(());
+            };
+            for raw in &s.histograms {
+                let hp = wire::histogram(raw)?;
+                let v = match histogram_from_proto(&hp) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        reject(format!("{e} for series {l}"), 1);
+                        continue;
+                    }
+                };
+                // The hint is passed on as received (0..=3 checked there):
+                // Prometheus logs it to its WAL as is.
+                let hint = u8::try_from(hp.reset_hint).unwrap_or(u8::MAX);
+                match app.append_histogram_hinted(l, hp.timestamp, v, hint) {
+                    Ok(_) => {}
+                    Err(
+                        e @ (E::OutOfOrderSample
+                        | E::DuplicateSampleForTimestamp
+                        | E::OutOfBounds
+                        | E::InvalidLabels(_)
+                        | E::Invalid(_)),
+                    ) => reject(format!("histogram: {e} for series {l}"), 1),
+                    Err(e) => return Err(Stop::Storage(e)),
+                }
+            }
+        }
+        // Exemplars are not stored yet; like Prometheus with exemplar
+        // storage off, they do not fail a request.
         Ok(())
     });
     match res {
@@ -492,7 +590,13 @@ fn wire_chunks(s: &ChunkSeries, start: i64, end: i64) -> Result<Vec<pb::Chunk>, 
     let mut out = Vec::new();
     if !s.deleted.is_empty() {
         let samples = s.samples(start, end).map_err(|e| e.to_string())?;
-        for c in samples_to_chunks(&samples, 120) {
+        let mut chunks = samples_to_chunks(&samples, 120);
+        if s.chunks.iter().any(|c| c.encoding != Encoding::Xor) {
+            let hs = s.histogram_samples(start, end).map_err(|e| e.to_string())?;
+            chunks.extend(histograms_to_chunks(&hs, 120));
+            chunks.sort_by_key(|c| c.min_time);
+        }
+        for c in chunks {
             push_chunk(&mut out, &c).map_err(|e| e.to_string())?;
         }
         return Ok(out);
@@ -562,15 +666,20 @@ fn push_chunk(
     c: &strata_tsdb::series::ChunkData,
 ) -> strata_tsdb::Result<()> {
     let (enc, data) = c.with_bytes(|enc, data| (enc, Bytes::copy_from_slice(data)))?;
-    // Only float (XOR) chunks are produced by this storage today.
-    if enc == Encoding::Xor {
-        out.push(pb::Chunk {
-            min_time_ms: c.min_time,
-            max_time_ms: c.max_time,
-            r#type: pb::chunk::Encoding::Xor as i32,
-            data,
-        });
-    }
+    // Chunks go out in their stored encoding, as Prometheus 2.42 streams
+    // them (native histogram chunks included); no other encoding is stored.
+    let typ = match enc {
+        Encoding::Xor => pb::chunk::Encoding::Xor,
+        Encoding::Histogram => pb::chunk::Encoding::Histogram,
+        Encoding::FloatHistogram => pb::chunk::Encoding::FloatHistogram,
+        _ => return Ok(()),
+    };
+    out.push(pb::Chunk {
+        min_time_ms: c.min_time,
+        max_time_ms: c.max_time,
+        r#type: typ as i32,
+        data,
+    });
     Ok(())
 }
 

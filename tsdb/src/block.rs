@@ -348,7 +348,16 @@ fn chunks_for_block(s: &ChunkSeries, mint: i64, maxt: i64) -> Result<Vec<ChunkDa
         return Ok(s.chunks.clone());
     }
     let samples = s.samples(mint, maxt)?;
-    Ok(crate::series::samples_to_chunks(&samples, 120))
+    let mut out = crate::series::samples_to_chunks(&samples, 120);
+    if s.chunks
+        .iter()
+        .any(|c| c.encoding != crate::chunkenc::Encoding::Xor)
+    {
+        let hs = s.histogram_samples(mint, maxt)?;
+        out.extend(crate::series::histograms_to_chunks(&hs, 120));
+        out.sort_by_key(|c| c.min_time);
+    }
+    Ok(out)
 }
 
 /// Block directories under `dir` (names that parse as ULIDs), sorted.

@@ -27,6 +27,16 @@
 //! too): a new chunk starts at the chunk-range boundary, at the end time
 //! predicted after 30 samples (`compute_chunk_end_time`) or at 240 samples.
 //!
+//! Native histograms ([`Appender::append_histogram`], [`HistogramValue`]):
+//! validated as Prometheus' `ValidateHistogram`, under the same time rules
+//! (a duplicate is a different histogram at the newest timestamp), held in
+//! histogram chunks (encodings 2 and 3) that `SeriesData::append_histogram`
+//! cuts as 2.42's `memSeries.appendHistogram` does: on a change of sample
+//! kind, on the float rules above, on a counter reset and on a layout that
+//! recoding cannot follow; new buckets recode the open chunk. The new
+//! chunk's counter reset header records why it was cut, which is what
+//! queries derive hints from. The WAL gets record types 7 and 8.
+//!
 //! Memory: a full chunk goes to the head chunk files (`chunks_head/`, see
 //! [`crate::head_chunks`]) when the head has a [`ChunkDiskMapper`] (every
 //! [`crate::db::Db`]); the series keeps its time range and file ref, and
@@ -48,6 +58,10 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::chunkenc::histogram::{
+    AppendError, CounterResetHeader, FloatHistogram, FloatHistogramChunk, Histogram,
+    HistogramChunk, Span,
+};
 use crate::chunkenc::{Encoding, XorChunk};
 use crate::error::{Error, Result};
 use crate::head_chunks::{ChunkDiskMapper, MmappedChunk};
@@ -55,7 +69,7 @@ use crate::index::postings::intersect;
 use crate::labels::{Label, Labels, Matcher};
 use crate::series::{ChunkBytes, ChunkData, ChunkSeries};
 use crate::tombstones::{Interval, Tombstones};
-use crate::wal::record::{self, RefSample, RefSeries, Stone};
+use crate::wal::record::{self, RefHistogramSample, RefSample, RefSeries, Stone};
 use crate::wal::Wal;
 
 /// Two hours in milliseconds: Prometheus' default block and chunk range.
@@ -110,7 +124,133 @@ enum ChunkLoc {
 struct ClosedChunk {
     min_time: i64,
     max_time: i64,
+    encoding: Encoding,
     loc: ChunkLoc,
+}
+
+/// A native histogram sample for the head: integer counts (chunk encoding
+/// 2) or float counts (encoding 3).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HistogramValue {
+    Int(Histogram),
+    Float(FloatHistogram),
+}
+
+impl HistogramValue {
+    fn encoding(&self) -> Encoding {
+        match self {
+            HistogramValue::Int(_) => Encoding::Histogram,
+            HistogramValue::Float(_) => Encoding::FloatHistogram,
+        }
+    }
+
+    /// Prometheus' `ValidateHistogram` / `ValidateFloatHistogram`: spans
+    /// cover exactly the buckets given, no bucket count is negative, and
+    /// the buckets (zero bucket included) hold no more than `count` (for
+    /// float counts, unless `count` is NaN).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        fn spans_match(side: &str, spans: &[Span], n: usize) -> std::result::Result<(), String> {
+            crate::chunkenc::histogram::check_buckets(spans, n)
+                .map_err(|e| format!("{side} side: {e}"))?;
+            Ok(())
+        }
+        match self {
+            HistogramValue::Int(h) => {
+                spans_match("positive", &h.positive_spans, h.positive_buckets.len())?;
+                spans_match("negative", &h.negative_spans, h.negative_buckets.len())?;
+                let mut total = h.zero_count as i128;
+                for (side, deltas) in [
+                    ("positive", &h.positive_buckets),
+                    ("negative", &h.negative_buckets),
+                ] {
+                    let mut c: i128 = 0;
+                    for d in deltas {
+                        c += i128::from(*d);
+                        if c < 0 {
+                            return Err(format!(
+                                "{side} side: bucket has observation count of {c}"
+                            ));
+                        }
+                        total += c;
+                    }
+                }
+                if total > i128::from(h.count) {
+                    return Err(format!(
+                        "{total} observations found in buckets, but the Count field is {}",
+                        h.count
+                    ));
+                }
+            }
+            HistogramValue::Float(h) => {
+                spans_match("positive", &h.positive_spans, h.positive_buckets.len())?;
+                spans_match("negative", &h.negative_spans, h.negative_buckets.len())?;
+                let mut total = h.zero_count;
+                for (side, bs) in [
+                    ("positive", &h.positive_buckets),
+                    ("negative", &h.negative_buckets),
+                ] {
+                    for c in bs {
+                        if *c < 0.0 {
+                            return Err(format!(
+                                "{side} side: bucket has observation count of {c}"
+                            ));
+                        }
+                        total += c;
+                    }
+                }
+                if !h.count.is_nan() && total > h.count {
+                    return Err(format!(
+                        "{total} observations found in buckets, but the Count field is {}",
+                        h.count
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The chunk being appended to: floats or one of the histogram kinds.
+enum HeadChunk {
+    Xor(XorChunk),
+    Histogram(HistogramChunk),
+    FloatHistogram(FloatHistogramChunk),
+}
+
+impl HeadChunk {
+    fn num_samples(&self) -> usize {
+        match self {
+            HeadChunk::Xor(c) => c.num_samples(),
+            HeadChunk::Histogram(c) => c.num_samples(),
+            HeadChunk::FloatHistogram(c) => c.num_samples(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            HeadChunk::Xor(c) => c.bytes(),
+            HeadChunk::Histogram(c) => c.bytes(),
+            HeadChunk::FloatHistogram(c) => c.bytes(),
+        }
+    }
+
+    fn encoding(&self) -> Encoding {
+        match self {
+            HeadChunk::Xor(_) => Encoding::Xor,
+            HeadChunk::Histogram(_) => Encoding::Histogram,
+            HeadChunk::FloatHistogram(_) => Encoding::FloatHistogram,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            HeadChunk::Xor(c) => c.heap_bytes(),
+            // Histogram chunks do not report their capacity; their length
+            // is the estimate.
+            HeadChunk::Histogram(c) => c.bytes().len(),
+            HeadChunk::FloatHistogram(c) => c.bytes().len(),
+        }
+    }
 }
 
 /// What cutting a chunk needs besides the series' data: where full chunks
@@ -125,7 +265,7 @@ struct CutCtx<'a> {
 struct OpenChunk {
     min_time: i64,
     max_time: i64,
-    chunk: XorChunk,
+    chunk: HeadChunk,
 }
 
 struct SeriesData {
@@ -134,6 +274,9 @@ struct SeriesData {
     /// When the open chunk must be cut at the latest.
     next_at: i64,
     last_value: f64,
+    /// The newest sample when it is a histogram: an append at its
+    /// timestamp is a duplicate unless equal.
+    last_histogram: Option<HistogramValue>,
 }
 
 impl SeriesData {
@@ -161,7 +304,7 @@ impl SeriesData {
                         ctx.series_ref,
                         o.min_time,
                         o.max_time,
-                        Encoding::Xor,
+                        o.chunk.encoding(),
                         o.chunk.bytes(),
                     ) {
                         Ok(r) => ChunkLoc::Disk(r),
@@ -176,6 +319,7 @@ impl SeriesData {
                 self.closed.push(ClosedChunk {
                     min_time: o.min_time,
                     max_time: o.max_time,
+                    encoding: o.chunk.encoding(),
                     loc,
                 });
             }
@@ -190,7 +334,11 @@ impl SeriesData {
                 return false;
             }
         }
-        if self.open.is_none() {
+        if self
+            .open
+            .as_ref()
+            .is_none_or(|o| o.chunk.encoding() != Encoding::Xor)
+        {
             self.cut(t, chunk_range, ctx);
         }
         let o = self.open.as_ref().expect("open chunk exists after cut");
@@ -208,21 +356,128 @@ impl SeriesData {
         if o.chunk.num_samples() == 0 {
             o.min_time = t;
         }
-        o.chunk.append(t, v);
+        if let HeadChunk::Xor(c) = &mut o.chunk {
+            c.append(t, v);
+        }
         o.max_time = t;
         self.last_value = v;
+        self.last_histogram = None;
+        true
+    }
+
+    /// Appends an in-order histogram sample, cutting chunks as Prometheus
+    /// 2.42's head does (`memSeries.appendHistogram`): a new chunk when the
+    /// open one holds another kind, when its time range or size is used up
+    /// (as for floats), on a counter reset, and when the layout changes in
+    /// a way recoding cannot follow; new buckets recode the open chunk.
+    /// The new chunk's counter reset header says why it was cut. `gauge`
+    /// samples go into gauge chunks. Returns false (and changes nothing)
+    /// when `t` is not after the newest sample; the caller validated `v`.
+    fn append_histogram(
+        &mut self,
+        t: i64,
+        v: &HistogramValue,
+        gauge: bool,
+        chunk_range: i64,
+        ctx: CutCtx<'_>,
+    ) -> bool {
+        if let Some(max) = self.max_time() {
+            if t <= max {
+                return false;
+            }
+        }
+        let enc = v.encoding();
+        let mut header = CounterResetHeader::Unknown;
+        let mut cut = true;
+        if let Some(o) = self.open.as_mut().filter(|o| o.chunk.encoding() == enc) {
+            let n = o.chunk.num_samples();
+            if n == SAMPLES_PER_CHUNK / 4 {
+                self.next_at = compute_chunk_end_time(o.min_time, o.max_time, self.next_at);
+            }
+            if t >= self.next_at || n >= SAMPLES_PER_CHUNK * 2 {
+                header = match (&o.chunk, v) {
+                    (HeadChunk::Histogram(c), HistogramValue::Int(h)) => c.header_after(h),
+                    (HeadChunk::FloatHistogram(c), HistogramValue::Float(h)) => c.header_after(h),
+                    _ => CounterResetHeader::Unknown,
+                };
+            } else {
+                let res = match (&mut o.chunk, v) {
+                    (HeadChunk::Histogram(c), HistogramValue::Int(h)) if gauge => {
+                        c.append_gauge(t, h)
+                    }
+                    (HeadChunk::Histogram(c), HistogramValue::Int(h)) => c.append_recoding(t, h),
+                    (HeadChunk::FloatHistogram(c), HistogramValue::Float(h)) if gauge => {
+                        c.append_gauge(t, h)
+                    }
+                    (HeadChunk::FloatHistogram(c), HistogramValue::Float(h)) => {
+                        c.append_recoding(t, h)
+                    }
+                    _ => Err(AppendError::LayoutChanged),
+                };
+                match res {
+                    Ok(()) => {
+                        o.max_time = t;
+                        cut = false;
+                    }
+                    Err(AppendError::NewChunkNeeded {
+                        counter_reset: true,
+                    }) => header = CounterResetHeader::CounterReset,
+                    Err(_) => header = CounterResetHeader::Unknown,
+                }
+            }
+        }
+        if cut {
+            self.cut_kind(t, enc, chunk_range, ctx);
+            let o = self.open.as_mut().expect("open chunk exists after cut");
+            let res = match (&mut o.chunk, v) {
+                (HeadChunk::Histogram(c), HistogramValue::Int(h)) if gauge => c.append_gauge(t, h),
+                (HeadChunk::Histogram(c), HistogramValue::Int(h)) => {
+                    c.append(t, h).map(|()| c.set_counter_reset_header(header))
+                }
+                (HeadChunk::FloatHistogram(c), HistogramValue::Float(h)) if gauge => {
+                    c.append_gauge(t, h)
+                }
+                (HeadChunk::FloatHistogram(c), HistogramValue::Float(h)) => {
+                    c.append(t, h).map(|()| c.set_counter_reset_header(header))
+                }
+                _ => Err(AppendError::LayoutChanged),
+            };
+            if let Err(e) = res {
+                // Only an invalid sample fails on an empty chunk, and the
+                // appender validated it: log, keep the (empty) chunk.
+                tracing::error!(error = %e, "histogram sample refused by an empty chunk");
+                return false;
+            }
+            o.min_time = t;
+            o.max_time = t;
+        }
+        self.last_histogram = Some(v.clone());
         true
     }
 
     fn cut(&mut self, t: i64, chunk_range: i64, ctx: CutCtx<'_>) {
-        let capacity = self.open.as_ref().map_or(INITIAL_CHUNK_BYTES, |o| {
-            next_chunk_capacity(o.chunk.bytes().len(), o.chunk.num_samples())
-        });
+        self.cut_kind(t, Encoding::Xor, chunk_range, ctx);
+    }
+
+    /// Closes the open chunk and opens an empty one of encoding `enc`.
+    fn cut_kind(&mut self, t: i64, enc: Encoding, chunk_range: i64, ctx: CutCtx<'_>) {
+        let capacity = self
+            .open
+            .as_ref()
+            .filter(|o| o.chunk.encoding() == Encoding::Xor)
+            .map_or(INITIAL_CHUNK_BYTES, |o| {
+                next_chunk_capacity(o.chunk.bytes().len(), o.chunk.num_samples())
+            });
         self.close_open(ctx);
+        let chunk = match enc {
+            Encoding::Histogram => HeadChunk::Histogram(HistogramChunk::new()),
+            Encoding::FloatHistogram => HeadChunk::FloatHistogram(FloatHistogramChunk::new()),
+            _ => HeadChunk::Xor(XorChunk::with_capacity(capacity)),
+        };
         self.open = Some(OpenChunk {
             min_time: t,
             max_time: i64::MIN,
-            chunk: XorChunk::with_capacity(capacity),
+            chunk,
         });
         self.next_at = range_for_timestamp(t, chunk_range);
     }
@@ -249,7 +504,7 @@ impl SeriesData {
                 out.push(ChunkData {
                     min_time: c.min_time,
                     max_time: c.max_time,
-                    encoding: Encoding::Xor,
+                    encoding: c.encoding,
                     bytes,
                 });
             }
@@ -259,7 +514,7 @@ impl SeriesData {
                 out.push(ChunkData {
                     min_time: o.min_time,
                     max_time: o.max_time,
-                    encoding: Encoding::Xor,
+                    encoding: o.chunk.encoding(),
                     bytes: ChunkBytes::Owned(Arc::from(o.chunk.bytes())),
                 });
             }
@@ -537,6 +792,8 @@ pub struct Head {
 struct CommitBuffers {
     series_rec: Vec<u8>,
     samples_rec: Vec<u8>,
+    histograms_rec: Vec<u8>,
+    float_histograms_rec: Vec<u8>,
 }
 
 /// Buffers that grew beyond this many bytes (a huge remote-write batch) are
@@ -663,6 +920,9 @@ impl Head {
             new_series: Vec::new(),
             samples: Vec::new(),
             series: Vec::new(),
+            histograms: Vec::new(),
+            float_histograms: Vec::new(),
+            hist_series: Vec::new(),
             mint: i64::MAX,
             maxt: i64::MIN,
         }
@@ -706,6 +966,7 @@ impl Head {
                 open: None,
                 next_at: i64::MIN,
                 last_value: 0.0,
+                last_histogram: None,
             }),
         });
         idx.postings.add(r, &s.labels);
@@ -1013,6 +1274,23 @@ impl Head {
                     self.update_min_max(mint, maxt);
                 }
             }
+            record::Record::Histograms(hs) => {
+                let it = hs
+                    .iter()
+                    .map(|h| (h.series_ref, h.t, h.hint, HistogramValue::Int(h.h.clone())));
+                self.replay_histograms(it, state);
+            }
+            record::Record::FloatHistograms(hs) => {
+                let it = hs.iter().map(|h| {
+                    (
+                        h.series_ref,
+                        h.t,
+                        h.hint,
+                        HistogramValue::Float(h.h.clone()),
+                    )
+                });
+                self.replay_histograms(it, state);
+            }
             record::Record::Tombstones(stones) => {
                 let mut t = self.tombstones.lock();
                 for s in stones {
@@ -1036,6 +1314,51 @@ impl Head {
 }
 
 impl Head {
+    /// Replays histogram samples of a WAL record, as samples are replayed.
+    fn replay_histograms(
+        &self,
+        hs: impl Iterator<Item = (u64, i64, u8, HistogramValue)>,
+        state: &mut ReplayState,
+    ) {
+        let idx = self.index.read();
+        let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+        for (series_ref, t, hint, v) in hs {
+            let r = state
+                .ref_map
+                .get(&series_ref)
+                .copied()
+                .unwrap_or(series_ref);
+            let Some(s) = idx.by_ref.get(&r) else {
+                state.unknown_refs += 1;
+                continue;
+            };
+            if t < self.min_valid_time() {
+                continue;
+            }
+            if let Err(e) = v.validate() {
+                // Only valid samples are logged; a bad one is corruption
+                // of this sample only.
+                tracing::warn!(error = %e, series_ref, t, "skipping invalid histogram in the WAL");
+                continue;
+            }
+            if s.data.lock().append_histogram(
+                t,
+                &v,
+                hint == record::HINT_GAUGE,
+                self.opts.chunk_range,
+                self.cut_ctx(s.series_ref),
+            ) {
+                state.samples += 1;
+                mint = mint.min(t);
+                maxt = maxt.max(t);
+            }
+        }
+        drop(idx);
+        if mint <= maxt {
+            self.update_min_max(mint, maxt);
+        }
+    }
+
     /// Gives a series just created by the WAL replay the chunks the head
     /// chunk files hold for it. They are a gap-free prefix of its chunks
     /// (see [`crate::head_chunks`]), so the replay then appends only WAL
@@ -1094,6 +1417,7 @@ impl Head {
             .map(|c| ClosedChunk {
                 min_time: c.min_time,
                 max_time: c.max_time,
+                encoding: Encoding::Xor,
                 loc: ChunkLoc::Disk(c.chunk_ref),
             })
             .collect();
@@ -1135,6 +1459,11 @@ pub struct Appender<'a> {
     new_series: Vec<RefSeries>,
     samples: Vec<RefSample>,
     series: Vec<Arc<MemSeries>>,
+    /// Histogram samples, by kind as the WAL logs them; `hist_series`
+    /// holds each one's series and whether it is integer (in append order).
+    histograms: Vec<RefHistogramSample<Histogram>>,
+    float_histograms: Vec<RefHistogramSample<FloatHistogram>>,
+    hist_series: Vec<(Arc<MemSeries>, bool)>,
     mint: i64,
     maxt: i64,
 }
@@ -1218,12 +1547,102 @@ impl Appender<'_> {
         Ok(series_ref)
     }
 
+    /// Adds a native histogram sample (Prometheus' `AppendHistogram`),
+    /// a gauge histogram when `gauge`. The sample must be valid
+    /// ([`HistogramValue::validate`], else [`Error::Invalid`]); time rules
+    /// are those of floats, and a sample at the newest timestamp is a
+    /// duplicate unless equal to the newest. Returns the series ref.
+    pub fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        v: HistogramValue,
+        gauge: bool,
+    ) -> Result<u64> {
+        let hint = if gauge { record::HINT_GAUGE } else { 0 };
+        self.append_histogram_hinted(labels, t, v, hint)
+    }
+
+    /// [`Appender::append_histogram`] with the sender's counter reset hint
+    /// (Prometheus' numbering, 0..=3, else [`Error::Invalid`]): 3 makes a
+    /// gauge histogram; the hint is logged in the WAL as received, as
+    /// Prometheus does, so both write the same WAL records.
+    pub fn append_histogram_hinted(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        v: HistogramValue,
+        hint: u8,
+    ) -> Result<u64> {
+        if hint > record::HINT_GAUGE {
+            return Err(Error::Invalid(format!(
+                "unknown histogram reset hint {hint}"
+            )));
+        }
+        if labels.is_empty() {
+            return Err(Error::InvalidLabels("empty label set".into()));
+        }
+        v.validate().map_err(Error::Invalid)?;
+        self.check_bounds(t)?;
+        let (s, created) = self.head.get_or_create(labels);
+        if created {
+            self.new_series.push(RefSeries {
+                series_ref: s.series_ref,
+                labels: s.labels.clone(),
+            });
+        }
+        {
+            let d = s.data.lock();
+            if let Some(max) = d.max_time() {
+                if t < max {
+                    self.head
+                        .stats
+                        .out_of_order_samples
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::OutOfOrderSample);
+                }
+                if t == max && d.last_histogram.as_ref() != Some(&v) {
+                    self.head
+                        .stats
+                        .duplicate_samples
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::DuplicateSampleForTimestamp);
+                }
+            }
+        }
+        self.mint = self.mint.min(t);
+        self.maxt = self.maxt.max(t);
+        let series_ref = s.series_ref;
+        match v {
+            HistogramValue::Int(h) => {
+                self.histograms.push(RefHistogramSample {
+                    series_ref,
+                    t,
+                    hint,
+                    h,
+                });
+                self.hist_series.push((s, true));
+            }
+            HistogramValue::Float(h) => {
+                self.float_histograms.push(RefHistogramSample {
+                    series_ref,
+                    t,
+                    hint,
+                    h,
+                });
+                self.hist_series.push((s, false));
+            }
+        }
+        Ok(series_ref)
+    }
+
+    /// Samples in the batch, floats and histograms.
     pub fn len(&self) -> usize {
-        self.samples.len()
+        self.samples.len() + self.hist_series.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.len() == 0
     }
 
     /// Makes the batch durable (WAL) and then visible. On a WAL error nothing
@@ -1231,14 +1650,16 @@ impl Appender<'_> {
     pub fn commit(self) -> Result<CommitStats> {
         let head = self.head;
         if let Some(w) = &head.wal {
-            if !self.new_series.is_empty() || !self.samples.is_empty() {
+            if !self.new_series.is_empty() || !self.is_empty() {
                 // Lock order: the WAL, then the buffers (only taken here).
                 let mut w = w.lock();
                 let mut guard = head.buffers.lock();
                 let b = &mut *guard;
                 b.series_rec.clear();
                 b.samples_rec.clear();
-                let mut recs: [&[u8]; 2] = [&[], &[]];
+                b.histograms_rec.clear();
+                b.float_histograms_rec.clear();
+                let mut recs: [&[u8]; 4] = [&[], &[], &[], &[]];
                 let mut n = 0;
                 if !self.new_series.is_empty() {
                     record::encode_series(&self.new_series, &mut b.series_rec);
@@ -1250,7 +1671,23 @@ impl Appender<'_> {
                     recs[n] = &b.samples_rec;
                     n += 1;
                 }
+                if !self.histograms.is_empty() {
+                    record::encode_histograms(&self.histograms, &mut b.histograms_rec);
+                    recs[n] = &b.histograms_rec;
+                    n += 1;
+                }
+                if !self.float_histograms.is_empty() {
+                    record::encode_float_histograms(
+                        &self.float_histograms,
+                        &mut b.float_histograms_rec,
+                    );
+                    recs[n] = &b.float_histograms_rec;
+                    n += 1;
+                }
                 let res = w.log(&recs[..n]);
+                // Histogram batches are rare: their buffers are not kept.
+                b.histograms_rec = Vec::new();
+                b.float_histograms_rec = Vec::new();
                 for buf in [&mut b.series_rec, &mut b.samples_rec] {
                     if buf.capacity() > MAX_POOLED_BYTES {
                         *buf = Vec::new();
@@ -1271,6 +1708,30 @@ impl Appender<'_> {
                 .lock()
                 .append(smp.t, smp.v, range, head.cut_ctx(s.series_ref))
             {
+                stats.appended += 1;
+            } else {
+                stats.out_of_order += 1;
+            }
+        }
+        let (mut ints, mut floats) = (
+            self.histograms.into_iter(),
+            self.float_histograms.into_iter(),
+        );
+        for (s, is_int) in &self.hist_series {
+            let (t, hint, v) = if *is_int {
+                let Some(h) = ints.next() else { break };
+                (h.t, h.hint, HistogramValue::Int(h.h))
+            } else {
+                let Some(h) = floats.next() else { break };
+                (h.t, h.hint, HistogramValue::Float(h.h))
+            };
+            if s.data.lock().append_histogram(
+                t,
+                &v,
+                hint == record::HINT_GAUGE,
+                range,
+                head.cut_ctx(s.series_ref),
+            ) {
                 stats.appended += 1;
             } else {
                 stats.out_of_order += 1;

@@ -17,7 +17,9 @@
 
 use std::sync::Arc;
 
-use crate::chunkenc::histogram::{FloatHistogram, FloatHistogramIter, HistogramIter};
+use crate::chunkenc::histogram::{
+    counter_reset_header, CounterResetHeader, FloatHistogram, FloatHistogramIter, HistogramIter,
+};
 use crate::chunkenc::{Encoding, XorIter};
 use crate::error::Result;
 use crate::labels::Labels;
@@ -135,6 +137,50 @@ impl ChunkSeries {
     }
 }
 
+/// What a chunk tells about a counter reset right before one of its
+/// histogram samples, derived exactly as Prometheus 2.42's chunk iterators
+/// derive `CounterResetHint` (`chunkenc.counterResetHint`): every sample of a
+/// gauge chunk is a gauge; a sample after the first in a counter chunk is
+/// never a reset (chunks are cut on resets); the first sample is a reset
+/// only when the chunk header says so, else unknown, because the previous
+/// chunk may be gone (retention, another block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetHint {
+    Unknown,
+    CounterReset,
+    NotCounterReset,
+    Gauge,
+}
+
+impl ResetHint {
+    /// The hint of the sample at position `index` (0-based) of a chunk
+    /// with counter reset header `header`.
+    pub fn for_position(header: Option<CounterResetHeader>, index: usize) -> ResetHint {
+        match header {
+            Some(CounterResetHeader::Gauge) => ResetHint::Gauge,
+            _ if index > 0 => ResetHint::NotCounterReset,
+            Some(CounterResetHeader::CounterReset) => ResetHint::CounterReset,
+            _ => ResetHint::Unknown,
+        }
+    }
+}
+
+/// One native histogram sample as a query reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSample {
+    pub t: i64,
+    pub h: FloatHistogram,
+    pub hint: ResetHint,
+}
+
+impl HistogramSample {
+    /// A staleness marker: Prometheus marks a histogram series stale with a
+    /// sample whose sum is the stale NaN (and nothing else).
+    pub fn is_stale(&self) -> bool {
+        self.h.sum.to_bits() == crate::chunkenc::histogram::STALE_NAN_BITS
+    }
+}
+
 impl ChunkSeries {
     /// The native histogram samples in `[mint, maxt]` (chunks of encodings 2
     /// and 3; integer histograms converted with [`Histogram::to_float`]),
@@ -144,31 +190,53 @@ impl ChunkSeries {
     ///
     /// [`Histogram::to_float`]: crate::chunkenc::histogram::Histogram::to_float
     pub fn float_histograms(&self, mint: i64, maxt: i64) -> Result<Vec<(i64, FloatHistogram)>> {
-        let mut out: Vec<(i64, FloatHistogram)> = Vec::new();
+        Ok(self
+            .histogram_samples(mint, maxt)?
+            .into_iter()
+            .map(|s| (s.t, s.h))
+            .collect())
+    }
+
+    /// As [`ChunkSeries::float_histograms`], each sample with the counter
+    /// reset hint its chunk gives it ([`ResetHint::for_position`]; the
+    /// position counts from the chunk's start, not from `mint`).
+    pub fn histogram_samples(&self, mint: i64, maxt: i64) -> Result<Vec<HistogramSample>> {
+        let mut out: Vec<HistogramSample> = Vec::new();
         for c in &self.chunks {
             if !c.overlaps(mint, maxt) {
                 continue;
             }
-            let err = c.with_bytes(|enc, data| match enc {
-                Encoding::Histogram => {
-                    let mut it = HistogramIter::new(data);
-                    for (t, h) in it.by_ref() {
-                        if (mint..=maxt).contains(&t) {
-                            out.push((t, h.to_float()));
+            let err = c.with_bytes(|enc, data| {
+                let header = counter_reset_header(data);
+                match enc {
+                    Encoding::Histogram => {
+                        let mut it = HistogramIter::new(data);
+                        for (i, (t, h)) in it.by_ref().enumerate() {
+                            if (mint..=maxt).contains(&t) {
+                                out.push(HistogramSample {
+                                    t,
+                                    h: h.to_float(),
+                                    hint: ResetHint::for_position(header, i),
+                                });
+                            }
                         }
+                        it.err().cloned()
                     }
-                    it.err().cloned()
-                }
-                Encoding::FloatHistogram => {
-                    let mut it = FloatHistogramIter::new(data);
-                    for (t, h) in it.by_ref() {
-                        if (mint..=maxt).contains(&t) {
-                            out.push((t, h));
+                    Encoding::FloatHistogram => {
+                        let mut it = FloatHistogramIter::new(data);
+                        for (i, (t, h)) in it.by_ref().enumerate() {
+                            if (mint..=maxt).contains(&t) {
+                                out.push(HistogramSample {
+                                    t,
+                                    h,
+                                    hint: ResetHint::for_position(header, i),
+                                });
+                            }
                         }
+                        it.err().cloned()
                     }
-                    it.err().cloned()
+                    _ => None,
                 }
-                _ => None,
             })?;
             if let Some(e) = err {
                 return Err(crate::Error::Invalid(format!(
@@ -178,16 +246,16 @@ impl ChunkSeries {
             }
         }
         // Stable: among equal timestamps the later chunk's sample wins.
-        out.sort_by_key(|s| s.0);
-        let mut dedup: Vec<(i64, FloatHistogram)> = Vec::with_capacity(out.len());
+        out.sort_by_key(|s| s.t);
+        let mut dedup: Vec<HistogramSample> = Vec::with_capacity(out.len());
         for s in out {
             match dedup.last_mut() {
-                Some(l) if l.0 == s.0 => *l = s,
+                Some(l) if l.t == s.t => *l = s,
                 _ => dedup.push(s),
             }
         }
         if !self.deleted.is_empty() {
-            dedup.retain(|(t, _)| !is_deleted(&self.deleted, *t));
+            dedup.retain(|s| !is_deleted(&self.deleted, s.t));
         }
         Ok(dedup)
     }
@@ -231,5 +299,69 @@ pub fn samples_to_chunks(samples: &[(i64, f64)], max_samples: usize) -> Vec<Chun
             bytes: ChunkBytes::Owned(Arc::from(c.bytes())),
         });
     }
+    out
+}
+
+/// Turns histogram samples into float histogram chunks (encoding 3; integer
+/// histograms were converted on reading), cut every `max_samples` samples
+/// and where a sample cannot join the chunk (counter reset, layout change,
+/// a gauge after counters or back), each chunk's counter reset header set
+/// from its first sample's hint. Used when rewriting series.
+pub fn histograms_to_chunks(hs: &[HistogramSample], max_samples: usize) -> Vec<ChunkData> {
+    use crate::chunkenc::histogram::FloatHistogramChunk;
+    fn flush(out: &mut Vec<ChunkData>, c: &FloatHistogramChunk, mint: i64, maxt: i64) {
+        if c.num_samples() > 0 {
+            out.push(ChunkData {
+                min_time: mint,
+                max_time: maxt,
+                encoding: Encoding::FloatHistogram,
+                bytes: ChunkBytes::Owned(Arc::from(c.bytes())),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    let mut c = FloatHistogramChunk::new();
+    let (mut mint, mut maxt) = (0, 0);
+    for s in hs {
+        let gauge = s.hint == ResetHint::Gauge;
+        let full = c.num_samples() >= max_samples.max(1);
+        let appended = !full
+            && c.num_samples() > 0
+            && if gauge {
+                c.append_gauge(s.t, &s.h).is_ok()
+            } else {
+                c.append_recoding(s.t, &s.h).is_ok()
+            };
+        if appended {
+            maxt = s.t;
+            continue;
+        }
+        flush(&mut out, &c, mint, maxt);
+        c = FloatHistogramChunk::new();
+        let header = match s.hint {
+            ResetHint::CounterReset => CounterResetHeader::CounterReset,
+            ResetHint::NotCounterReset => CounterResetHeader::NotCounterReset,
+            _ => CounterResetHeader::Unknown,
+        };
+        let ok = if gauge {
+            c.append_gauge(s.t, &s.h)
+        } else {
+            c.append(s.t, &s.h)
+                .map(|()| c.set_counter_reset_header(header))
+        };
+        if ok.is_err() {
+            // Samples decoded from a chunk always fit an empty one; a
+            // sample that does not is dropped rather than the series.
+            tracing::warn!(
+                t = s.t,
+                "histogram sample does not fit an empty chunk; dropped"
+            );
+            c = FloatHistogramChunk::new();
+            continue;
+        }
+        mint = s.t;
+        maxt = s.t;
+    }
+    flush(&mut out, &c, mint, maxt);
     out
 }

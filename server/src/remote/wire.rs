@@ -9,8 +9,9 @@
 //! samples are decoded into a reused vector. The raw label bytes double as
 //! the key of the receiver's series cache.
 //!
-//! Fields the receiver does not use (metadata, exemplars, native
-//! histograms, unknown fields) are skipped as protobuf requires; malformed
+//! Native histograms are handed out still encoded (see
+//! [`WireSeries::histograms`]); fields the receiver does not use here
+//! (metadata, exemplars, unknown fields) are skipped as protobuf requires; malformed
 //! input (truncated varints or lengths, group wire types, invalid UTF-8 in
 //! a label) is an error, never a panic.
 
@@ -36,6 +37,11 @@ pub(crate) struct WireSeries<'a> {
     pub labels: Vec<&'a [u8]>,
     /// `(timestamp ms, value)` of each `samples` field, in wire order.
     pub samples: Vec<(i64, f64)>,
+    /// Each `histograms` field's payload (an encoded `prometheus.Histogram`),
+    /// in wire order; decoded by the receiver with prost (native histograms
+    /// are rare next to float samples, and their buckets need owned
+    /// vectors anyway).
+    pub histograms: Vec<&'a [u8]>,
 }
 
 impl WireSeries<'_> {
@@ -183,10 +189,12 @@ pub(crate) fn for_each_series<'a, E: From<DecodeError>>(
         let mut ts = Reader { buf: req.bytes()? };
         series.labels.clear();
         series.samples.clear();
+        series.histograms.clear();
         while !ts.buf.is_empty() {
             match ts.key()? {
                 (1, 2) => series.labels.push(ts.bytes()?),
                 (2, 2) => series.samples.push(sample(ts.bytes()?)?),
+                (4, 2) => series.histograms.push(ts.bytes()?),
                 (_, wire) => ts.skip(wire)?,
             }
         }
@@ -215,6 +223,11 @@ pub(crate) fn metadata(body: &[u8]) -> Result<Vec<pb::MetricMetadata>, DecodeErr
         }
     }
     Ok(out)
+}
+
+/// One `histograms` payload of a [`WireSeries`], decoded.
+pub(crate) fn histogram(msg: &[u8]) -> Result<pb::Histogram, DecodeError> {
+    <pb::Histogram as prost::Message>::decode(msg).map_err(|_| DecodeError("invalid histogram"))
 }
 
 fn sample(msg: &[u8]) -> Result<(i64, f64), DecodeError> {

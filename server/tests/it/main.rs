@@ -3,6 +3,7 @@
 //! Prometheus 2.42 and promtool when installed.
 
 mod common;
+mod histograms;
 mod interop;
 mod metadata;
 mod remote;

@@ -62,7 +62,7 @@ use super::bstream::{BitReader, BitWriter};
 use super::ChunkError;
 
 /// Prometheus' stale marker (`value.StaleNaN`).
-const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 const HEADER_LEN: usize = 3;
 const NO_WINDOW: u8 = 0xff;
 
@@ -875,6 +875,25 @@ impl HistogramChunk {
         self.append_inner(t, &h, false)
     }
 
+    /// The counter reset header Prometheus' head gives the chunk it cuts
+    /// after this one for `h` when the cut is not `h`'s doing (time range,
+    /// size, another sample kind in between): `CounterReset` if `h` is a
+    /// reset against this chunk, `NotCounterReset` if it would have fit,
+    /// else `Unknown`.
+    pub fn header_after(&self, h: &Histogram) -> CounterResetHeader {
+        if self.num == 0 {
+            return CounterResetHeader::Unknown;
+        }
+        let a = self.appendable(h);
+        if a.counter_reset {
+            CounterResetHeader::CounterReset
+        } else if a.ok {
+            CounterResetHeader::NotCounterReset
+        } else {
+            CounterResetHeader::Unknown
+        }
+    }
+
     /// Prometheus' `HistogramAppender.Appendable`.
     fn appendable(&self, h: &Histogram) -> Appendability {
         let header = counter_reset_header(self.w.bytes());
@@ -1074,7 +1093,7 @@ impl HistogramChunk {
     }
 }
 
-fn check_buckets(spans: &[Span], buckets: usize) -> Result<(), AppendError> {
+pub(crate) fn check_buckets(spans: &[Span], buckets: usize) -> Result<(), AppendError> {
     let want = span_buckets(spans);
     if want != buckets as u64 {
         return Err(AppendError::BucketMismatch {
@@ -1400,6 +1419,25 @@ impl FloatHistogramChunk {
             *self = self.recode(&pf, &nf, &h.positive_spans, &h.negative_spans)?;
         }
         self.append_inner(t, &h, false)
+    }
+
+    /// The counter reset header Prometheus' head gives the chunk it cuts
+    /// after this one for `h` when the cut is not `h`'s doing (time range,
+    /// size, another sample kind in between): `CounterReset` if `h` is a
+    /// reset against this chunk, `NotCounterReset` if it would have fit,
+    /// else `Unknown`.
+    pub fn header_after(&self, h: &FloatHistogram) -> CounterResetHeader {
+        if self.num == 0 {
+            return CounterResetHeader::Unknown;
+        }
+        let a = self.appendable(h);
+        if a.counter_reset {
+            CounterResetHeader::CounterReset
+        } else if a.ok {
+            CounterResetHeader::NotCounterReset
+        } else {
+            CounterResetHeader::Unknown
+        }
     }
 
     /// Prometheus' `FloatHistogramAppender.Appendable`.
