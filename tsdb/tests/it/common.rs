@@ -116,6 +116,20 @@ pub fn backfill(input: &Path, out: &Path) -> Vec<strata_tsdb::meta::BlockMeta> {
 /// A child process killed when dropped, so a failing test leaves nothing.
 pub struct ChildGuard(pub std::process::Child);
 
+impl ChildGuard {
+    /// Stops the process cleanly (SIGTERM, as an operator would) and waits
+    /// for it, so its files are complete when this returns.
+    pub fn terminate(&mut self) {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.0.wait().expect("wait for the process");
+    }
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -257,10 +257,7 @@ fn prometheus_wal_replays_in_strata() {
     }
     // Stop Prometheus cleanly (SIGTERM): it does not cut a block on shutdown,
     // so the data is only in the WAL.
-    run(std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(p.0.id().to_string()));
-    p.0.wait().unwrap();
+    p.terminate();
     assert!(blocks_in(&data).is_empty());
     let db = Db::open_read_only(&data).unwrap();
     let got = db
@@ -865,7 +862,7 @@ fn prometheus_gauge_histogram_chunks_are_reproduced() {
         FloatHistogram, FloatHistogramChunk, Histogram, HistogramChunk, Span,
     };
     let d = tempfile::tempdir().unwrap();
-    let (p, port, data) = start_prometheus_native_histograms(d.path());
+    let (mut p, port, data) = start_prometheus_native_histograms(d.path());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -950,11 +947,7 @@ fn prometheus_gauge_histogram_chunks_are_reproduced() {
         ),
     ];
     remote_write_histograms(port, &series);
-    run(std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(p.0.id().to_string()));
-    let mut p = p;
-    p.0.wait().unwrap();
+    p.terminate();
     let (mapper, loaded) =
         strata_tsdb::head_chunks::ChunkDiskMapper::open(&data.join("chunks_head")).unwrap();
     assert!(loaded.repaired.is_none(), "{:?}", loaded.repaired);
@@ -1003,7 +996,7 @@ fn prometheus_wal_histogram_records_decode_and_encode_identically() {
     use strata_tsdb::chunkenc::histogram::{FloatHistogram, Histogram, Span};
     use strata_tsdb::wal::record::{self, HINT_GAUGE};
     let d = tempfile::tempdir().unwrap();
-    let (p, port, data) = start_prometheus_native_histograms(d.path());
+    let (mut p, port, data) = start_prometheus_native_histograms(d.path());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1063,11 +1056,7 @@ fn prometheus_wal_histogram_records_decode_and_encode_identically() {
         ),
     ];
     remote_write_histograms(port, &series);
-    run(std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(p.0.id().to_string()));
-    let mut p = p;
-    p.0.wait().unwrap();
+    p.terminate();
 
     let mut r =
         strata_tsdb::wal::reader::WalReader::open_segments(&data.join("wal"), 0, None).unwrap();
@@ -1132,7 +1121,7 @@ fn head_cuts_histogram_chunks_as_prometheus() {
     use strata_tsdb::head::HistogramValue;
     use strata_tsdb::wal::record;
     let d = tempfile::tempdir().unwrap();
-    let (p, port, data) = start_prometheus_native_histograms(d.path());
+    let (mut p, port, data) = start_prometheus_native_histograms(d.path());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1198,11 +1187,7 @@ fn head_cuts_histogram_chunks_as_prometheus() {
         ),
     ];
     remote_write_histograms(port, &series);
-    run(std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(p.0.id().to_string()));
-    let mut p = p;
-    p.0.wait().unwrap();
+    p.terminate();
 
     // Prometheus' full chunks by metric name.
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
