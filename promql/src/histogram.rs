@@ -1125,6 +1125,42 @@ fn join_g(v: &[f64]) -> String {
     v.iter().map(|&f| fmt_g(f)).collect::<Vec<_>>().join(" ")
 }
 
+/// A stored histogram sample (from a block, the head, or a StoreAPI chunk)
+/// as the engine computes with it: same counts,
+/// spans and schema, and the counter reset hint Prometheus' chunk iterators
+/// would give it.
+pub fn from_stored(s: strata_tsdb::series::HistogramSample) -> FloatHistogram {
+    use strata_tsdb::series::ResetHint;
+    let spans = |v: Vec<strata_tsdb::chunkenc::histogram::Span>| -> Vec<Span> {
+        v.into_iter()
+            .map(|s| Span {
+                offset: s.offset,
+                length: s.length,
+            })
+            .collect()
+    };
+    let h = s.h;
+    FloatHistogram {
+        counter_reset_hint: match s.hint {
+            ResetHint::Unknown => CounterResetHint::Unknown,
+            ResetHint::CounterReset => CounterResetHint::Reset,
+            ResetHint::NotCounterReset => CounterResetHint::NotReset,
+            ResetHint::Gauge => CounterResetHint::Gauge,
+        },
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: h.zero_count,
+        count: h.count,
+        sum: h.sum,
+        positive_spans: spans(h.positive_spans),
+        negative_spans: spans(h.negative_spans),
+        positive_buckets: h.positive_buckets,
+        negative_buckets: h.negative_buckets,
+        // Prometheus 2.42 has no custom-bucket (schema -53) histograms.
+        custom_values: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,13 @@
 //!   Thanos' downsampled iterator gives a plain selector). The `counter`
 //!   aggregate is used as stored; Thanos' extra handling of a counter reset
 //!   between two downsampled chunks is not reproduced;
-//! - histogram chunks are skipped with a warning (native histograms are not
-//!   supported by the engine yet).
+//! - native histogram chunks (StoreAPI encodings HISTOGRAM and
+//!   FLOAT_HISTOGRAM, the TSDB's chunk encodings 2 and 3) are decoded by
+//!   [`decode_histograms`] with `strata_tsdb::series::decode_histogram_chunk`,
+//!   each sample with the counter reset hint its chunk gives it. Replicas
+//!   are deduplicated with the same penalty algorithm as floats, run over
+//!   the samples' timestamps (the histogram's count stands in for the
+//!   value, without counter adjustment: Thanos adjusts only floats).
 //!
 //! A per-query sample budget (`--query.max-samples`) bounds what is decoded.
 
@@ -26,13 +31,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use strata_promql::FloatHistogram;
 use strata_promql::{Queryable, SelectHints, SelectResult, StorageError, StorageSeries};
 use strata_proto::thanos::{
     chunk::Encoding, Aggr, AggrChunk, Chunk, Func, Grouping, PartialResponseStrategy, QueryHints,
     Range, SeriesRequest,
 };
 use strata_tsdb::chunkenc::xor::XorIter;
+use strata_tsdb::chunkenc::Encoding as TsdbEncoding;
 use strata_tsdb::labels::Matcher;
+use strata_tsdb::series::{decode_histogram_chunk, HistogramSample};
 
 use crate::dedup;
 use crate::endpoints::EndpointSet;
@@ -220,6 +228,94 @@ fn decode_chunk(
     }
 }
 
+/// Whether a StoreAPI chunk holds native histograms.
+fn is_histogram_chunk(c: &AggrChunk) -> bool {
+    c.raw.as_ref().is_some_and(|r| {
+        r.r#type == Encoding::Histogram as i32 || r.r#type == Encoding::FloatHistogram as i32
+    })
+}
+
+/// Decodes the native histogram chunks of one merged series (see the module
+/// docs); float chunks are ignored here and histogram chunks by
+/// [`decode_series`].
+pub fn decode_histograms(
+    chunks: &[AggrChunk],
+    start: i64,
+    end: i64,
+    dedup_on: bool,
+) -> Result<DecodedHistograms, String> {
+    let hist: Vec<AggrChunk> = chunks
+        .iter()
+        .filter(|c| is_histogram_chunk(c))
+        .cloned()
+        .collect();
+    if hist.is_empty() {
+        return Ok(DecodedHistograms::default());
+    }
+    let mut replicas: Vec<Vec<HistogramSample>> = Vec::new();
+    for r in dedup::overlap_split(hist) {
+        let mut out = Vec::new();
+        for c in r.iter().filter_map(|c| c.raw.as_ref()) {
+            let enc = if c.r#type == Encoding::Histogram as i32 {
+                TsdbEncoding::Histogram
+            } else {
+                TsdbEncoding::FloatHistogram
+            };
+            decode_histogram_chunk(enc, &c.data, start, end, &mut out)
+                .map_err(|e| format!("corrupt histogram chunk: {e}"))?;
+        }
+        out.dedup_by_key(|s| s.t);
+        replicas.push(out);
+    }
+    let chosen: Vec<i64> = if dedup_on && replicas.len() > 1 {
+        let proj: Vec<Vec<(i64, f64)>> = replicas
+            .iter()
+            .map(|r| r.iter().map(|s| (s.t, s.h.count)).collect())
+            .collect();
+        dedup::penalty_merge(&proj, false)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut all: Vec<HistogramSample> = replicas.into_iter().flatten().collect();
+    // Stable: at equal timestamps the first replica's sample comes first.
+    all.sort_by_key(|s| s.t);
+    all.dedup_by_key(|s| s.t);
+    if dedup_on && !chosen.is_empty() {
+        // Keep the timestamps the penalty merge picked; a timestamp both
+        // replicas share gives the first replica's sample, as for floats.
+        let mut keep = chosen.into_iter().peekable();
+        all.retain(|s| {
+            while keep.peek().is_some_and(|&t| t < s.t) {
+                keep.next();
+            }
+            keep.peek() == Some(&s.t)
+        });
+    }
+    let mut out = DecodedHistograms::default();
+    for s in all {
+        if s.is_stale() {
+            // The engine's staleness signal is the float stale NaN; the
+            // marker's sum is exactly that NaN (as the TSDB backend does).
+            out.stale.push((s.t, s.h.sum));
+        } else {
+            out.samples
+                .push((s.t, strata_promql::histogram::from_stored(s)));
+        }
+    }
+    Ok(out)
+}
+
+/// What [`decode_histograms`] gives: the histogram samples, and staleness
+/// markers as float samples for the engine.
+#[derive(Debug, Default)]
+pub struct DecodedHistograms {
+    pub samples: Vec<(i64, FloatHistogram)>,
+    pub stale: Vec<(i64, f64)>,
+}
+
 /// Decodes one merged series: pseudo-replicas, then dedup or chain merge.
 pub fn decode_series(
     chunks: Vec<AggrChunk>,
@@ -228,7 +324,12 @@ pub fn decode_series(
     end: i64,
     dedup_on: bool,
 ) -> Result<Vec<(i64, f64)>, String> {
-    let replicas = dedup::overlap_split(chunks);
+    let replicas = dedup::overlap_split(
+        chunks
+            .into_iter()
+            .filter(|c| !is_histogram_chunk(c))
+            .collect(),
+    );
     let mut decoded = Vec::with_capacity(replicas.len());
     for r in replicas {
         let mut s = Vec::new();
@@ -298,10 +399,16 @@ impl Queryable for FanoutQueryable {
         let mut bad_chunks = 0usize;
         let mut first_bad = String::new();
         for s in set.series {
-            let samples = if func == Some("series") {
-                Vec::new()
+            let (mut samples, h) = if func == Some("series") {
+                (Vec::new(), DecodedHistograms::default())
             } else {
-                match decode_series(s.chunks, func, hints.start, hints.end, self.params.dedup) {
+                let decoded =
+                    decode_histograms(&s.chunks, hints.start, hints.end, self.params.dedup)
+                        .and_then(|h| {
+                            decode_series(s.chunks, func, hints.start, hints.end, self.params.dedup)
+                                .map(|f| (f, h))
+                        });
+                match decoded {
                     Ok(v) => v,
                     Err(e) => {
                         bad_chunks += 1;
@@ -312,20 +419,28 @@ impl Queryable for FanoutQueryable {
                     }
                 }
             };
+            let histograms = h.samples;
+            if !h.stale.is_empty() {
+                samples.extend(h.stale);
+                // Stable: a float and a marker at one timestamp keep order.
+                samples.sort_by_key(|p| p.0);
+            }
             if self.params.max_samples > 0 {
-                let total =
-                    self.decoded.fetch_add(samples.len(), Ordering::Relaxed) + samples.len();
+                // A histogram counts as one sample here; the engine weighs
+                // it by its size against its own limit.
+                let n = samples.len() + histograms.len();
+                let total = self.decoded.fetch_add(n, Ordering::Relaxed) + n;
                 if total > self.params.max_samples {
                     return Err(StorageError(TOO_MANY_SAMPLES.to_string()));
                 }
             }
-            if samples.is_empty() && func != Some("series") {
+            if samples.is_empty() && histograms.is_empty() && func != Some("series") {
                 continue;
             }
             out.series.push(StorageSeries {
                 labels: s.labels,
                 samples,
-                histograms: Vec::new(),
+                histograms,
             });
         }
         if bad_chunks > 0 {

@@ -15,7 +15,6 @@ use strata_promapi::{
 use strata_promql::{Queryable, SelectHints, SelectResult, StorageError, StorageSeries};
 use strata_tsdb::db::Db;
 use strata_tsdb::labels::Matcher;
-use strata_tsdb::series::{HistogramSample, ResetHint};
 
 use crate::Shared;
 
@@ -61,7 +60,7 @@ impl Queryable for DbQueryable {
                     samples.push((h.t, h.h.sum));
                     stale_markers = true;
                 } else {
-                    histograms.push((h.t, to_promql_histogram(h)));
+                    histograms.push((h.t, strata_promql::histogram::from_stored(h)));
                 }
             }
             if stale_markers {
@@ -78,41 +77,6 @@ impl Queryable for DbQueryable {
             });
         }
         Ok(out)
-    }
-}
-
-/// A stored histogram sample as the engine computes with it: same counts,
-/// spans and schema, and the counter reset hint Prometheus' chunk iterators
-/// would give it.
-fn to_promql_histogram(s: HistogramSample) -> strata_promql::FloatHistogram {
-    use strata_promql::histogram::{CounterResetHint, Span};
-    let spans = |v: Vec<strata_tsdb::chunkenc::histogram::Span>| -> Vec<Span> {
-        v.into_iter()
-            .map(|s| Span {
-                offset: s.offset,
-                length: s.length,
-            })
-            .collect()
-    };
-    let h = s.h;
-    strata_promql::FloatHistogram {
-        counter_reset_hint: match s.hint {
-            ResetHint::Unknown => CounterResetHint::Unknown,
-            ResetHint::CounterReset => CounterResetHint::Reset,
-            ResetHint::NotCounterReset => CounterResetHint::NotReset,
-            ResetHint::Gauge => CounterResetHint::Gauge,
-        },
-        schema: h.schema,
-        zero_threshold: h.zero_threshold,
-        zero_count: h.zero_count,
-        count: h.count,
-        sum: h.sum,
-        positive_spans: spans(h.positive_spans),
-        negative_spans: spans(h.negative_spans),
-        positive_buckets: h.positive_buckets,
-        negative_buckets: h.negative_buckets,
-        // Prometheus 2.42 has no custom-bucket (schema -53) histograms.
-        custom_values: Vec::new(),
     }
 }
 

@@ -207,36 +207,7 @@ impl ChunkSeries {
                 continue;
             }
             let err = c.with_bytes(|enc, data| {
-                let header = counter_reset_header(data);
-                match enc {
-                    Encoding::Histogram => {
-                        let mut it = HistogramIter::new(data);
-                        for (i, (t, h)) in it.by_ref().enumerate() {
-                            if (mint..=maxt).contains(&t) {
-                                out.push(HistogramSample {
-                                    t,
-                                    h: h.to_float(),
-                                    hint: ResetHint::for_position(header, i),
-                                });
-                            }
-                        }
-                        it.err().cloned()
-                    }
-                    Encoding::FloatHistogram => {
-                        let mut it = FloatHistogramIter::new(data);
-                        for (i, (t, h)) in it.by_ref().enumerate() {
-                            if (mint..=maxt).contains(&t) {
-                                out.push(HistogramSample {
-                                    t,
-                                    h,
-                                    hint: ResetHint::for_position(header, i),
-                                });
-                            }
-                        }
-                        it.err().cloned()
-                    }
-                    _ => None,
-                }
+                decode_histogram_chunk(enc, data, mint, maxt, &mut out).err()
             })?;
             if let Some(e) = err {
                 return Err(crate::Error::Invalid(format!(
@@ -258,6 +229,53 @@ impl ChunkSeries {
             dedup.retain(|s| !is_deleted(&self.deleted, s.t));
         }
         Ok(dedup)
+    }
+}
+
+/// Appends the native histogram samples in `[mint, maxt]` of one chunk of
+/// encoding 2 (integer histograms, converted with [`Histogram::to_float`])
+/// or 3 to `out`, each with its [`ResetHint`]; other encodings add nothing.
+/// Shared by block/head reads and by StoreAPI clients that receive raw
+/// chunk bytes. On a decoding error the samples before it stay in `out`.
+///
+/// [`Histogram::to_float`]: crate::chunkenc::histogram::Histogram::to_float
+pub fn decode_histogram_chunk(
+    enc: Encoding,
+    data: &[u8],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<HistogramSample>,
+) -> std::result::Result<(), crate::chunkenc::ChunkError> {
+    let header = counter_reset_header(data);
+    let mut keep = |i: usize, t: i64, h: FloatHistogram| {
+        if (mint..=maxt).contains(&t) {
+            out.push(HistogramSample {
+                t,
+                h,
+                hint: ResetHint::for_position(header, i),
+            });
+        }
+    };
+    let err = match enc {
+        Encoding::Histogram => {
+            let mut it = HistogramIter::new(data);
+            for (i, (t, h)) in it.by_ref().enumerate() {
+                keep(i, t, h.to_float());
+            }
+            it.err().cloned()
+        }
+        Encoding::FloatHistogram => {
+            let mut it = FloatHistogramIter::new(data);
+            for (i, (t, h)) in it.by_ref().enumerate() {
+                keep(i, t, h);
+            }
+            it.err().cloned()
+        }
+        _ => None,
+    };
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

@@ -18,6 +18,7 @@ mod discovery;
 mod dnsserver;
 mod fanout;
 mod federation;
+mod histograms;
 mod webconfig;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
