@@ -3,11 +3,8 @@
 //! both sidecars.
 
 use std::path::Path;
-use std::time::Duration;
 
-use strata_server::{Server, ServerOptions};
-use strata_sidecar::SidecarConfig;
-use tokio::net::TcpListener;
+use strata_server::Server;
 
 use crate::*;
 
@@ -67,30 +64,7 @@ async fn start_cluster(name: &str, start_ms: i64, end_ms: i64, pods: usize, rate
         format!("global:\n  external_labels:\n    cluster: {name}\n"),
     )
     .unwrap();
-    let tsdb = Server::start(ServerOptions {
-        config_file: Some(cfg),
-        storage_path: data.clone(),
-        listen_address: "127.0.0.1:0".into(),
-        ..ServerOptions::default()
-    })
-    .await
-    .expect("strata tsdb starts");
-
-    let mut sc = SidecarConfig::new(&data);
-    sc.prometheus_url = format!("http://{}", tsdb.local_addr());
-    sc.max_startup_backoff = Duration::from_millis(200);
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sidecar_grpc = grpc.local_addr().unwrap().to_string();
-    let (stop_sidecar, mut rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        if let Err(e) = strata_sidecar::run_with_listeners(sc, grpc, http, stop).await {
-            panic!("sidecar failed: {e}");
-        }
-    });
+    let (tsdb, sidecar_grpc, stop_sidecar) = start_tsdb_with_sidecar(&data, cfg).await;
     Cluster {
         _dir: dir,
         tsdb,

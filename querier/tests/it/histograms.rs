@@ -6,16 +6,13 @@
 //! are compared with Prometheus 2.42's in strata-server's tests).
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::Value;
-use strata_server::{Server, ServerOptions};
-use strata_sidecar::SidecarConfig;
+use strata_server::Server;
 use strata_tsdb::chunkenc::histogram::{FloatHistogram, Histogram, Span};
 use strata_tsdb::db::{Db, DbOptions};
 use strata_tsdb::head::HistogramValue;
 use strata_tsdb::labels::Labels;
-use tokio::net::TcpListener;
 
 use crate::*;
 
@@ -97,33 +94,11 @@ async fn start_node(ext: &str, start: i64, end: i64, gap: std::ops::Range<i64>) 
     write(&data, start, end, gap);
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(&cfg, format!("global:\n  external_labels:\n{ext}")).unwrap();
-    let tsdb = Server::start(ServerOptions {
-        config_file: Some(cfg),
-        storage_path: data.clone(),
-        listen_address: "127.0.0.1:0".into(),
-        ..ServerOptions::default()
-    })
-    .await
-    .expect("strata tsdb starts");
-    let mut sc = SidecarConfig::new(&data);
-    sc.prometheus_url = format!("http://{}", tsdb.local_addr());
-    sc.max_startup_backoff = Duration::from_millis(200);
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap().to_string();
-    let (stop, mut rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        if let Err(e) = strata_sidecar::run_with_listeners(sc, grpc, http, stopped).await {
-            panic!("sidecar failed: {e}");
-        }
-    });
+    let (tsdb, grpc, stop) = start_tsdb_with_sidecar(&data, cfg).await;
     Node {
         _dir: dir,
         tsdb,
-        grpc: addr,
+        grpc,
         _stop: stop,
     }
 }

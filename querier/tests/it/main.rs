@@ -369,6 +369,43 @@ pub async fn start_store_with(
     }
 }
 
+/// A real `strata tsdb` (in-process) on `data` with the config file `cfg`,
+/// and a real `strata sidecar` in front of it. Returns the server, the
+/// sidecar's gRPC address, and the sender that stops the sidecar.
+pub async fn start_tsdb_with_sidecar(
+    data: &std::path::Path,
+    cfg: std::path::PathBuf,
+) -> (
+    strata_server::Server,
+    String,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let tsdb = strata_server::Server::start(strata_server::ServerOptions {
+        config_file: Some(cfg),
+        storage_path: data.to_path_buf(),
+        listen_address: "127.0.0.1:0".into(),
+        ..strata_server::ServerOptions::default()
+    })
+    .await
+    .expect("strata tsdb starts");
+    let mut sc = strata_sidecar::SidecarConfig::new(data);
+    sc.prometheus_url = format!("http://{}", tsdb.local_addr());
+    sc.max_startup_backoff = Duration::from_millis(200);
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap().to_string();
+    let (stop, mut rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = strata_sidecar::run_with_listeners(sc, grpc, http, stopped).await {
+            panic!("sidecar failed: {e}");
+        }
+    });
+    (tsdb, addr, stop)
+}
+
 /// A querier on 127.0.0.1 over `endpoints`, with fast Info polling.
 pub async fn start_querier(endpoints: &[&str], f: impl FnOnce(&mut QuerierConfig)) -> TestQuerier {
     let mut cfg = QuerierConfig {
