@@ -261,13 +261,14 @@ pub trait Backend: Send + Sync + 'static {
         }))
     }
 
-    /// Metric metadata by metric family. The API applies `metric`, `limit` and
-    /// `limit_per_metric`.
+    /// Metric metadata by metric family, with warnings (e.g. a store of a
+    /// federated backend that failed under partial response). The API
+    /// applies `metric`, `limit` and `limit_per_metric`.
     fn metadata(
         &self,
         _ctx: &RequestContext,
-    ) -> Result<BTreeMap<String, Vec<MetricMetadata>>, ApiError> {
-        Ok(BTreeMap::new())
+    ) -> Result<WithWarnings<BTreeMap<String, Vec<MetricMetadata>>>, ApiError> {
+        Ok(WithWarnings::new(BTreeMap::new()))
     }
 
     /// Whether the storage is ready; until it is, every API call and

@@ -1044,7 +1044,7 @@ async fn metadata_impl(api: Arc<Api>, req: Request) -> ApiResult {
     blocking(move || {
         let all = backend.metadata(&ctx)?;
         let mut out = BTreeMap::new();
-        for (family, mut entries) in all {
+        for (family, mut entries) in all.data {
             if !metric.is_empty() && family != metric {
                 continue;
             }
@@ -1057,7 +1057,7 @@ async fn metadata_impl(api: Arc<Api>, req: Request) -> ApiResult {
             out.insert(family, entries);
         }
         let json = to_go_json(&out).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Success::data(json))
+        Ok(Success::data(json).with_warnings(all.warnings))
     })
     .await
 }

@@ -274,7 +274,7 @@ impl Backend for QuerierBackend {
     fn metadata(
         &self,
         ctx: &RequestContext,
-    ) -> Result<BTreeMap<String, Vec<MetricMetadata>>, ApiError> {
+    ) -> Result<WithWarnings<BTreeMap<String, Vec<MetricMetadata>>>, ApiError> {
         let params = self.params(ctx)?;
         let fo = params.fanout();
         // Prometheus: no limit (or a negative one) means all; the API
@@ -293,10 +293,10 @@ impl Backend for QuerierBackend {
             .rt
             .block_on(proxy::metric_metadata(&eps, req, &fo, &self.opts.proxy))
             .map_err(proxy_error)?;
-        for w in warnings {
+        for w in &warnings {
             tracing::warn!(warning = %w, "metadata: partial response");
         }
-        Ok(merged
+        let data = merged
             .into_iter()
             .map(|(name, metas)| {
                 let metas = metas
@@ -309,7 +309,8 @@ impl Backend for QuerierBackend {
                     .collect();
                 (name, metas)
             })
-            .collect())
+            .collect();
+        Ok(WithWarnings { data, warnings })
     }
 
     fn build_info(&self) -> BuildInfo {

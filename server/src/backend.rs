@@ -208,8 +208,8 @@ impl Backend for TsdbBackend {
     fn metadata(
         &self,
         _ctx: &RequestContext,
-    ) -> Result<BTreeMap<String, Vec<strata_promapi::MetricMetadata>>, ApiError> {
-        Ok(crate::metadata::merged(&self.0))
+    ) -> Result<WithWarnings<BTreeMap<String, Vec<strata_promapi::MetricMetadata>>>, ApiError> {
+        Ok(WithWarnings::new(crate::metadata::merged(&self.0)))
     }
 
     fn ready(&self) -> bool {

@@ -201,3 +201,31 @@ async fn cross_cluster_queries_through_real_tsdb_and_sidecars() {
     let _ = c2.stop_sidecar.send(true);
     c1.tsdb.shutdown().await.unwrap();
 }
+
+/// `/api/v1/metadata` under partial response: a store whose TSDB is gone
+/// becomes a warning in the response (as for queries), not a silent gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_from_a_failed_store_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg, "global:\n  external_labels:\n    cluster: c1\n").unwrap();
+    let (tsdb, grpc, stop_sidecar) = start_tsdb_with_sidecar(&data, cfg).await;
+    let q = start_querier(&[&grpc], |_| {}).await;
+    q.wait_stores(1).await;
+    let (status, v) = q.get_json("/api/v1/metadata").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(warnings(&v).is_empty(), "{v}");
+
+    // The sidecar stays up (and keeps advertising the Metadata API); its
+    // TSDB does not answer any more.
+    tsdb.shutdown().await.unwrap();
+    let (status, v) = q.get_json("/api/v1/metadata").await;
+    assert_eq!(status, 200, "{v}");
+    let w = warnings(&v);
+    assert_eq!(w.len(), 1, "{v}");
+    assert!(w[0].contains(&grpc), "the warning names the store: {v}");
+    let _ = stop_sidecar.send(true);
+    q.q.shutdown().await.unwrap();
+}
