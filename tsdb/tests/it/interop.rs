@@ -505,6 +505,28 @@ fn histogram_write_body(series: &[HistogramSeries<'_>]) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(&req).unwrap()
 }
 
+/// The spans of a histogram whose buckets sit at the sorted indexes `idx`.
+fn spans_of(idx: &[i64]) -> Vec<strata_tsdb::chunkenc::histogram::Span> {
+    use strata_tsdb::chunkenc::histogram::Span;
+    let mut spans: Vec<Span> = Vec::new();
+    let mut last: Option<i64> = None;
+    for &x in idx {
+        match last {
+            Some(l) if x == l + 1 => spans.last_mut().unwrap().length += 1,
+            Some(l) => spans.push(Span {
+                offset: (x - l - 1) as i32,
+                length: 1,
+            }),
+            None => spans.push(Span {
+                offset: x as i32,
+                length: 1,
+            }),
+        }
+        last = Some(x);
+    }
+    spans
+}
+
 /// Starts Prometheus 2.42 with native histograms, the remote-write receiver
 /// and the admin API on `<dir>/prom`. Returns the process, port and data dir.
 fn start_prometheus_native_histograms(dir: &Path) -> (ChildGuard, u16, std::path::PathBuf) {
@@ -729,23 +751,7 @@ fn prometheus_histogram_recoding_is_reproduced() {
             _ if i < 170 => vec![-1, 0, 1, 4],
             _ => vec![-1, 0, 1, 2, 3, 4],
         };
-        let mut spans: Vec<Span> = Vec::new();
-        let mut last: Option<i64> = None;
-        for &x in &idx {
-            match last {
-                Some(l) if x == l + 1 => spans.last_mut().unwrap().length += 1,
-                Some(l) => spans.push(Span {
-                    offset: (x - l - 1) as i32,
-                    length: 1,
-                }),
-                None => spans.push(Span {
-                    offset: x as i32,
-                    length: 1,
-                }),
-            }
-            last = Some(x);
-        }
-        (spans, idx)
+        (spans_of(&idx), idx)
     };
     let count = |i: i64, j: i64| (i + 1) * (j + 3);
     let int_h = |i: i64| {
@@ -873,23 +879,7 @@ fn prometheus_gauge_histogram_chunks_are_reproduced() {
     // counts rise and fall.
     let buckets = |i: i64| -> (Vec<Span>, Vec<i64>) {
         let idx: Vec<i64> = (0..6).filter(|j| (i / 17 + j) % 3 != 0).collect();
-        let mut spans: Vec<Span> = Vec::new();
-        let mut last: Option<i64> = None;
-        for &x in &idx {
-            match last {
-                Some(l) if x == l + 1 => spans.last_mut().unwrap().length += 1,
-                Some(l) => spans.push(Span {
-                    offset: (x - l - 1) as i32,
-                    length: 1,
-                }),
-                None => spans.push(Span {
-                    offset: x as i32,
-                    length: 1,
-                }),
-            }
-            last = Some(x);
-        }
-        (spans, idx)
+        (spans_of(&idx), idx)
     };
     let value = |i: i64, j: i64| 1 + ((i * 7 + j * 13) % 11);
     let int_h = |i: i64| {
