@@ -36,12 +36,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_tsdb::labels::{Labels, METRIC_NAME};
+use strata_tsdb::labels::{Labels, Matcher, METRIC_NAME};
 
 use crate::annotations::Annotations;
 use crate::ast::{self, AtTime, Func, Kind, Matching, Node, VType, MAX_ABS_TIME_MS};
 use crate::parser;
-use crate::storage::{Queryable, SelectHints};
+use crate::storage::{Queryable, SelectHints, SelectRequest, StorageSeries};
 use crate::util::{drop_metadata_arc, signature_into};
 use crate::value::{
     hist_size, is_stale_nan, total_points, ESample, ESeries, EValue, Hist, Mat, Metric, Sample,
@@ -487,13 +487,24 @@ fn stats_only(hists: &mut [(i64, Hist)]) {
 }
 
 struct Preparer<'a> {
-    q: &'a dyn Queryable,
     start: i64,
     end: i64,
     step: i64,
     opts: &'a EngineOptions,
-    out: Vec<Option<SelSeries>>,
-    warnings: Vec<String>,
+    /// The selects the walk planned, run together afterwards.
+    planned: Vec<Planned>,
+}
+
+/// One select the walk planned: what to ask storage, and where the answer
+/// goes.
+struct Planned {
+    matchers: Vec<Matcher>,
+    hints: SelectHints,
+    /// The selector's id: its slot in the prepared series.
+    id: usize,
+    range: i64,
+    /// Only histogram count and sum are needed (see [`stats_only`]).
+    stats: bool,
 }
 
 /// Selects, once per selector, every sample the selector can need.
@@ -507,19 +518,72 @@ fn prepare(
     opts: &EngineOptions,
 ) -> Result<(Vec<SelSeries>, Vec<String>), QueryError> {
     let mut p = Preparer {
-        q,
         start,
         end,
         step,
         opts,
-        out: (0..n).map(|_| None).collect(),
-        warnings: Vec::new(),
+        planned: Vec::new(),
     };
     p.walk(root, &PathInfo::default())?;
+    // Plan first, then select everything in one batch, so a remote store
+    // can fetch a query's selectors concurrently.
+    let requests: Vec<SelectRequest<'_>> = p
+        .planned
+        .iter()
+        .map(|x| SelectRequest {
+            matchers: &x.matchers,
+            hints: &x.hints,
+        })
+        .collect();
+    let answers = q.select_many(&requests);
+    if answers.len() != requests.len() {
+        return Err(QueryError::Storage(format!(
+            "storage answered {} of {} selects",
+            answers.len(),
+            requests.len()
+        )));
+    }
+    let mut out: Vec<Option<SelSeries>> = (0..n).map(|_| None).collect();
+    let mut warnings = Vec::new();
+    for (x, res) in p.planned.iter().zip(answers) {
+        let res = res.map_err(|e| QueryError::Storage(format!("expanding series: {e}")))?;
+        warnings.extend(res.warnings);
+        let series = to_prepared(res.series, x.range, x.stats);
+        if let Some(slot) = out.get_mut(x.id) {
+            *slot = Some(series);
+        }
+    }
     Ok((
-        p.out.into_iter().map(Option::unwrap_or_default).collect(),
-        p.warnings,
+        out.into_iter().map(Option::unwrap_or_default).collect(),
+        warnings,
     ))
+}
+
+/// Storage series as the evaluator holds them: stale markers dropped from
+/// range selectors (they only end instant lookback), histograms shared.
+fn to_prepared(series: Vec<StorageSeries>, range: i64, stats: bool) -> SelSeries {
+    series
+        .into_iter()
+        .map(|s| {
+            let mut samples = s.samples;
+            if range > 0 {
+                samples.retain(|p| !is_stale_nan(p.1));
+            }
+            let mut hists: Vec<(i64, Hist)> = s
+                .histograms
+                .into_iter()
+                .map(|(t, h)| (t, Arc::new(h)))
+                .collect();
+            if stats && !hists.is_empty() {
+                stats_only(&mut hists);
+            }
+            PSeries {
+                metric: Arc::new(s.labels),
+                samples,
+                hists,
+            }
+        })
+        .collect()
 }
 
 impl Preparer<'_> {
@@ -684,38 +748,13 @@ impl Preparer<'_> {
             by: path.by,
             grouping: path.grouping.clone(),
         };
-        let res = self
-            .q
-            .select(&sel.matchers, &hints)
-            .map_err(|e| QueryError::Storage(format!("expanding series: {e}")))?;
-        self.warnings.extend(res.warnings);
-        let stats = path.stats_fn && !path.stats_blocked;
-        let series = res
-            .series
-            .into_iter()
-            .map(|s| {
-                let mut samples = s.samples;
-                if range > 0 {
-                    samples.retain(|p| !is_stale_nan(p.1));
-                }
-                let mut hists: Vec<(i64, Hist)> = s
-                    .histograms
-                    .into_iter()
-                    .map(|(t, h)| (t, Arc::new(h)))
-                    .collect();
-                if stats && !hists.is_empty() {
-                    stats_only(&mut hists);
-                }
-                PSeries {
-                    metric: Arc::new(s.labels),
-                    samples,
-                    hists,
-                }
-            })
-            .collect();
-        if let Some(slot) = self.out.get_mut(sel.id) {
-            *slot = Some(series);
-        }
+        self.planned.push(Planned {
+            matchers: sel.matchers.clone(),
+            hints,
+            id: sel.id,
+            range,
+            stats: path.stats_fn && !path.stats_blocked,
+        });
         Ok(())
     }
 }

@@ -63,5 +63,7 @@ pub mod value;
 pub use engine::{Engine, EngineOptions, QueryError, QueryResult};
 pub use histogram::FloatHistogram;
 pub use parser::{format_query, parse};
-pub use storage::{MemStorage, Queryable, SelectHints, SelectResult, StorageError, StorageSeries};
+pub use storage::{
+    MemStorage, Queryable, SelectHints, SelectRequest, SelectResult, StorageError, StorageSeries,
+};
 pub use value::{Sample, Series, Value};

@@ -69,6 +69,29 @@ pub trait Queryable: Send + Sync {
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<SelectResult, StorageError>;
+
+    /// Every selector of one query at once, answers in request order. The
+    /// engine plans all selectors before it evaluates anything (see
+    /// `engine::prepare`) and hands them over here together, so a remote
+    /// store can run them concurrently: a query with two selectors then
+    /// waits for one fan-out round trip instead of two. The default asks
+    /// [`Queryable::select`] one after another.
+    fn select_many(
+        &self,
+        requests: &[SelectRequest<'_>],
+    ) -> Vec<Result<SelectResult, StorageError>> {
+        requests
+            .iter()
+            .map(|r| self.select(r.matchers, r.hints))
+            .collect()
+    }
+}
+
+/// One selector of a [`Queryable::select_many`] batch.
+#[derive(Clone, Copy, Debug)]
+pub struct SelectRequest<'a> {
+    pub matchers: &'a [Matcher],
+    pub hints: &'a SelectHints,
 }
 
 /// In-memory storage for tests and the promqltest harness.

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use strata_promql::FloatHistogram;
-use strata_promql::{Queryable, SelectHints, SelectResult, StorageError, StorageSeries};
+use strata_promql::{
+    Queryable, SelectHints, SelectRequest, SelectResult, StorageError, StorageSeries,
+};
 use strata_proto::thanos::{
     chunk::Encoding, Aggr, AggrChunk, Chunk, Func, Grouping, PartialResponseStrategy, QueryHints,
     Range, SeriesRequest,
@@ -378,19 +380,13 @@ impl FanoutQueryable {
     }
 }
 
-impl Queryable for FanoutQueryable {
-    fn select(
+impl FanoutQueryable {
+    /// Decodes the chunks of one selector's merged series into samples.
+    fn decode(
         &self,
-        matchers: &[Matcher],
+        set: proxy::SeriesSet,
         hints: &SelectHints,
     ) -> Result<SelectResult, StorageError> {
-        let req = series_request(matchers, hints, &self.params);
-        let fo = self.params.fanout();
-        let eps = self.set.active();
-        let set = self
-            .rt
-            .block_on(proxy::series(&eps, req, &fo, &self.proxy))
-            .map_err(|e| StorageError(e.to_string()))?;
         let func = hints.func.as_deref();
         let mut out = SelectResult {
             series: Vec::with_capacity(set.series.len()),
@@ -449,6 +445,63 @@ impl Queryable for FanoutQueryable {
             ));
         }
         Ok(out)
+    }
+}
+
+impl Queryable for FanoutQueryable {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SelectResult, StorageError> {
+        let mut v = self.select_many(&[SelectRequest { matchers, hints }]);
+        v.pop()
+            .unwrap_or_else(|| Err(StorageError("no answer".to_string())))
+    }
+
+    /// All of a query's selectors fan out at once (one round trip to the
+    /// stores for the whole query, not one per selector); decoding follows
+    /// on this thread, in request order.
+    ///
+    /// The fan-out runs as one task on the runtime's workers, and this
+    /// (blocking) thread waits for the task as a whole. Driving it here
+    /// with `block_on` instead would wake this thread for every gRPC frame
+    /// of every store, a cross-thread wake-up each, which profiles showed
+    /// as the querier's largest cost after the network itself.
+    fn select_many(
+        &self,
+        requests: &[SelectRequest<'_>],
+    ) -> Vec<Result<SelectResult, StorageError>> {
+        let fo = self.params.fanout();
+        let eps = self.set.active();
+        let calls: Vec<_> = requests
+            .iter()
+            .map(|r| {
+                let req = series_request(r.matchers, r.hints, &self.params);
+                let (eps, fo, opts) = (eps.clone(), fo.clone(), self.proxy.clone());
+                async move {
+                    proxy::series(&eps, req, &fo, &opts)
+                        .await
+                        .map_err(|e| StorageError(e.to_string()))
+                }
+            })
+            .collect();
+        let task = self.rt.spawn(futures::future::join_all(calls));
+        let fetched = match self.rt.block_on(task) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!("fan-out task failed: {e}");
+                return requests
+                    .iter()
+                    .map(|_| Err(StorageError(msg.clone())))
+                    .collect();
+            }
+        };
+        fetched
+            .into_iter()
+            .zip(requests)
+            .map(|(set, r)| set.and_then(|set| self.decode(set, r.hints)))
+            .collect()
     }
 }
 
