@@ -10,6 +10,7 @@
 //! | [`prometheus_copy`] | `prometheus_copy` | `store/storepb/prompb/{types,remote}.proto` | thanos `pkg/store/storepb/prompb/{types,remote}.proto` |
 //! | [`prometheus`] | `prometheus` | `prompb/{types,remote}.proto` | prometheus `prompb/{types,remote}.proto` |
 //! | [`grpc`] | — | hand-written | server/client options as Thanos sets them |
+//! | [`wire`] | — | hand-written | a protobuf wire reader for in-place decoders |
 //!
 //! Services, with their gRPC paths:
 //! - [`thanos::store_server::Store`] / [`thanos::store_client::StoreClient`]:
@@ -169,6 +170,7 @@ generated! {
 }
 
 pub mod grpc;
+pub mod wire;
 
 impl thanos::chunk::Encoding {
     /// The StoreAPI encoding of a remote-read chunk encoding: one less.

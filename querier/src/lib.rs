@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod queryable;
 pub mod storeapi;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::future::Future;

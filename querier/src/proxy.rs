@@ -41,13 +41,13 @@ use strata_proto::grpc::{MessageLimits, MAX_MESSAGE_SIZE};
 use strata_proto::thanos::metadata_client::MetadataClient;
 use strata_proto::thanos::store_client::StoreClient;
 use strata_proto::thanos::{
-    label_matcher, metric_metadata_response, series_response, AggrChunk, Label as PbLabel,
-    LabelMatcher, LabelNamesRequest, LabelValuesRequest, Meta, MetricMetadataRequest, Series,
-    SeriesRequest,
+    label_matcher, metric_metadata_response, AggrChunk, LabelMatcher, LabelNamesRequest,
+    LabelValuesRequest, Meta, MetricMetadataRequest, SeriesRequest,
 };
-use strata_tsdb::labels::{Label, Labels, MatchType, Matcher};
+use strata_tsdb::labels::{Labels, MatchType, Matcher};
 
 use crate::endpoints::Endpoint;
+use crate::wire::{Frame, SeriesCodec};
 
 /// Why a fan-out failed.
 #[derive(Debug, thiserror::Error)]
@@ -192,21 +192,6 @@ pub fn select_stores(
         .collect()
 }
 
-fn pb_labels_to_labels(ls: Vec<PbLabel>, strip: &[String]) -> Labels {
-    let mut v: Vec<Label> = ls
-        .into_iter()
-        .filter(|l| !l.value.is_empty() && !strip.contains(&l.name))
-        .map(|l| Label::new(l.name, l.value))
-        .collect();
-    if v.windows(2).all(|w| w[0].name < w[1].name) {
-        Labels::from_sorted(v)
-    } else {
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v.dedup_by(|a, b| a.name == b.name);
-        Labels::from_sorted(v)
-    }
-}
-
 /// Remaining time until `deadline`, capped by `cap`.
 fn budget(deadline: Option<Instant>, cap: Option<Duration>) -> Option<Duration> {
     let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -237,37 +222,41 @@ async fn store_series(
     strip: &[String],
     max_series: usize,
 ) -> Result<(Vec<MergedSeries>, Vec<String>), CallError> {
-    let mut client = StoreClient::new(ep.channel.clone()).with_message_limits(MAX_MESSAGE_SIZE);
-    let mut stream = client
-        .series(req)
+    // `/thanos.Store/Series` with our own response decoder (crate::wire)
+    // instead of the generated client's prost codec.
+    let mut grpc = tonic::client::Grpc::new(ep.channel.clone())
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    grpc.ready()
+        .await
+        .map_err(|e| CallError::Store(format!("not ready: {e}")))?;
+    let mut request = tonic::Request::new(req);
+    request
+        .extensions_mut()
+        .insert(tonic::GrpcMethod::new("thanos.Store", "Series"));
+    let mut stream = grpc
+        .server_streaming(
+            request,
+            tonic::codegen::http::uri::PathAndQuery::from_static("/thanos.Store/Series"),
+            SeriesCodec::new(strip.to_vec()),
+        )
         .await
         .map_err(|s| status_text(&s))?
         .into_inner();
-    let mut out = Vec::new();
+    let mut out: Vec<MergedSeries> = Vec::new();
     let mut warnings = Vec::new();
-    let push = |s: Series, out: &mut Vec<MergedSeries>| -> Result<(), CallError> {
-        out.push(MergedSeries {
-            labels: pb_labels_to_labels(s.labels, strip),
-            chunks: s.chunks,
-        });
-        if max_series > 0 && out.len() > max_series {
-            return Err(CallError::Limit(format!(
-                "the query selects more than {max_series} series (--query.max-series)"
-            )));
-        }
-        Ok(())
-    };
     while let Some(frame) = stream.next().await {
-        let frame = frame.map_err(|s| status_text(&s))?;
-        match frame.result {
-            Some(series_response::Result::Series(s)) => push(s, &mut out)?,
-            Some(series_response::Result::Batch(b)) => {
-                for s in b.series {
-                    push(s, &mut out)?;
+        match frame.map_err(|s| status_text(&s))? {
+            Frame::Series(s) => {
+                out.extend(s);
+                if max_series > 0 && out.len() > max_series {
+                    return Err(CallError::Limit(format!(
+                        "the query selects more than {max_series} series (--query.max-series)"
+                    )));
                 }
             }
-            Some(series_response::Result::Warning(w)) => warnings.push(w),
-            Some(series_response::Result::Hints(_)) | None => {}
+            Frame::Warning(w) => warnings.push(w),
+            Frame::Other => {}
         }
     }
     // Stripping labels (or a store that does not sort) may break the order

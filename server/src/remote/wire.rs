@@ -18,10 +18,17 @@
 use std::fmt;
 
 use strata_proto::prometheus as pb;
+use strata_proto::wire::{put_varint, Reader, WireError};
 
 /// Why a body is not a valid `WriteRequest`.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct DecodeError(&'static str);
+
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        DecodeError(e.0)
+    }
+}
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,83 +98,12 @@ impl WireSeries<'_> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 /// A varint length and the bytes after it (for keys built by
 /// [`WireSeries::labels_key`]).
 fn split_len(b: &[u8]) -> Option<(usize, &[u8])> {
     let mut r = Reader { buf: b };
     let n = r.varint().ok()?;
     Some((usize::try_from(n).ok()?, r.buf))
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut n = 0u64;
-        for (i, &b) in self.buf.iter().enumerate().take(10) {
-            n |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                self.buf = &self.buf[i + 1..];
-                return Ok(n);
-            }
-        }
-        Err(DecodeError("truncated or overlong varint"))
-    }
-
-    /// The next field's number and wire type.
-    fn key(&mut self) -> Result<(u64, u8), DecodeError> {
-        let k = self.varint()?;
-        Ok((k >> 3, (k & 7) as u8))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
-        let len = self.varint()?;
-        let len = usize::try_from(len).map_err(|_| DecodeError("length overflows"))?;
-        if len > self.buf.len() {
-            return Err(DecodeError("length past the end of the message"));
-        }
-        let (b, rest) = self.buf.split_at(len);
-        self.buf = rest;
-        Ok(b)
-    }
-
-    fn fixed64(&mut self) -> Result<u64, DecodeError> {
-        if self.buf.len() < 8 {
-            return Err(DecodeError("truncated fixed64"));
-        }
-        let (b, rest) = self.buf.split_at(8);
-        self.buf = rest;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-
-    /// Skips a field of `wire` type (the key already read).
-    fn skip(&mut self, wire: u8) -> Result<(), DecodeError> {
-        match wire {
-            0 => self.varint().map(|_| ()),
-            1 => self.fixed64().map(|_| ()),
-            2 => self.bytes().map(|_| ()),
-            5 => {
-                if self.buf.len() < 4 {
-                    return Err(DecodeError("truncated fixed32"));
-                }
-                self.buf = &self.buf[4..];
-                Ok(())
-            }
-            _ => Err(DecodeError(
-                "unsupported wire type (groups are not used by remote write)",
-            )),
-        }
-    }
 }
 
 /// Calls `f` with each `TimeSeries` of the `WriteRequest` in `body`, in
@@ -181,21 +117,27 @@ pub(crate) fn for_each_series<'a, E: From<DecodeError>>(
     let mut req = Reader { buf: body };
     let mut series = WireSeries::default();
     while !req.buf.is_empty() {
-        let (field, wire) = req.key()?;
+        let (field, wire) = req.key().map_err(DecodeError::from)?;
         if field != 1 || wire != 2 {
-            req.skip(wire)?;
+            req.skip(wire).map_err(DecodeError::from)?;
             continue;
         }
-        let mut ts = Reader { buf: req.bytes()? };
+        let mut ts = Reader {
+            buf: req.bytes().map_err(DecodeError::from)?,
+        };
         series.labels.clear();
         series.samples.clear();
         series.histograms.clear();
         while !ts.buf.is_empty() {
-            match ts.key()? {
-                (1, 2) => series.labels.push(ts.bytes()?),
-                (2, 2) => series.samples.push(sample(ts.bytes()?)?),
-                (4, 2) => series.histograms.push(ts.bytes()?),
-                (_, wire) => ts.skip(wire)?,
+            match ts.key().map_err(DecodeError::from)? {
+                (1, 2) => series.labels.push(ts.bytes().map_err(DecodeError::from)?),
+                (2, 2) => series
+                    .samples
+                    .push(sample(ts.bytes().map_err(DecodeError::from)?)?),
+                (4, 2) => series
+                    .histograms
+                    .push(ts.bytes().map_err(DecodeError::from)?),
+                (_, wire) => ts.skip(wire).map_err(DecodeError::from)?,
             }
         }
         f(&series)?;
