@@ -12,14 +12,6 @@ mod cmd_query;
 mod cmd_sidecar;
 mod cmd_tsdb;
 
-/// mimalloc instead of glibc malloc: on the federated query path (querier,
-/// sidecar, TSDB remote read) glibc's `malloc`/`free` took 12–20 % of each
-/// process' CPU in profiles, mostly small short-lived buffers freed on
-/// another thread; mimalloc's per-thread free lists make those cheap. See
-/// BENCHMARKS.md ("Federated query latency") for the measurement.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (what Kubernetes and
 /// `strata demo` send), so servers stop cleanly on either. If a handler
 /// cannot be installed the future never resolves and the default action
