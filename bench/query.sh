@@ -8,7 +8,8 @@
 # ratio, and the querier's peak RSS (VmHWM from /proc). On stderr, per
 # cluster count: CPU ms per request of the strata pass by process kind
 # (querier, all sidecars, all tsdbs; utime+stime from /proc/PID/stat), to
-# see where the federated path spends its time.
+# see where the federated path spends its time, and Prometheus' own CPU per
+# request in its pass.
 #
 # usage: bench/query.sh [PODS_PER_NAMESPACE] [HOURS] [REPS] [CLUSTER_COUNTS]
 #        default 10 pods x 4 namespaces, 6 h at 30 s, 5 reps, "1 2 4 8"
@@ -115,7 +116,10 @@ reqs = json.loads(sys.argv[6].splitlines()[-1])["queries"] * 2 * (reps + 1)
 q, sc, t = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
 print(f"# {n} clusters, strata pass, CPU ms per request: querier {q:.1f}, sidecars {sc:.1f}, tsdbs {t:.1f}")
 PY
+  pc0=$(cpu_ticks $ppid)
   p=$(python3 bench/query_latency.py "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
+  pc1=$(cpu_ticks $ppid)
+  python3 -c "import json,sys; r=json.loads(sys.argv[1].splitlines()[-1])['queries']*2*($reps+1); print(f'# {$n} clusters, Prometheus pass, CPU ms per request: {($pc1-$pc0)*1000/$hz/r:.1f}')" "$p" >&2
   rss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$qpid/status)
   python3 - "$n" "$series" "$rss" "$s" "$p" <<'PY'
 import json, sys

@@ -58,7 +58,9 @@ const MAX_INTERNED: usize = 1 << 16;
 /// Strings of one call, shared between the series that repeat them.
 #[derive(Default)]
 struct Interner {
-    set: HashSet<Arc<str>>,
+    /// foldhash, not SipHash: the keys are short and come from stores the
+    /// querier was configured to trust with its data anyway.
+    set: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
 impl Interner {
