@@ -5,11 +5,12 @@
 # cluster label on every series, in one run on this machine. Prints a
 # Markdown table for BENCHMARKS.md: p50 and mean latency of the fixed query
 # set (bench/query_latency.py), instant and range, the strata/Prometheus
-# ratio, and the querier's peak RSS (VmHWM from /proc). On stderr, per
-# cluster count: CPU ms per request of the strata pass by process kind
-# (querier, all sidecars, all tsdbs; utime+stime from /proc/PID/stat), to
-# see where the federated path spends its time, and Prometheus' own CPU per
-# request in its pass.
+# ratio, and the querier's peak RSS (VmHWM from /proc). Requests alternate
+# between the querier and Prometheus (query_latency.py --versus), so a
+# change in the machine's own speed moves both sides of the ratio. On
+# stderr, per cluster count: CPU ms per request by process kind (querier,
+# all sidecars, all tsdbs, Prometheus; utime+stime from /proc/PID/stat), to
+# see where the federated path spends its time.
 #
 # usage: bench/query.sh [PODS_PER_NAMESPACE] [HOURS] [REPS] [CLUSTER_COUNTS]
 #        default 10 pods x 4 namespaces, 6 h at 30 s, 5 reps, "1 2 4 8"
@@ -105,26 +106,34 @@ for n in $counts; do
   done
   (( up >= n )) || { echo "querier sees $up of $n stores" >&2; exit 1; }
   T=("${tsdb_pids[@]:0:$n}"); S=("${sidecar_pids[@]:0:$n}")
-  c0=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}"))
-  s=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --end "$end" --reps "$reps")
-  c1=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}"))
+  # Let freshly started TSDBs finish their start-up work (block loading,
+  # compaction) before timing: wait, at most 60 s, until all strata and
+  # Prometheus processes together use under 2 % of a core over a second.
+  for _ in $(seq 1 60); do
+    i0=$(cpu_ticks $qpid "${S[@]}" "${T[@]}" $ppid); sleep 1; i1=$(cpu_ticks $qpid "${S[@]}" "${T[@]}" $ppid)
+    (( (i1 - i0) * 50 < hz )) && break
+  done
+  # One pass: each request goes to the querier, then the same request to
+  # Prometheus, so both are timed under the same machine conditions; CPU is
+  # still per process.
+  c0=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
+  out=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --versus "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
+  c1=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
+  s=$(tail -n 2 <<<"$out" | head -n 1); p=$(tail -n 1 <<<"$out")
   python3 - "$n" "$hz" "$reps" "${c0[*]}" "${c1[*]}" "$s" <<'PY' >&2
 import json, sys
 n, hz, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 c0, c1 = [list(map(int, a.split())) for a in sys.argv[4:6]]
-reqs = json.loads(sys.argv[6].splitlines()[-1])["queries"] * 2 * (reps + 1)
-q, sc, t = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
-print(f"# {n} clusters, strata pass, CPU ms per request: querier {q:.1f}, sidecars {sc:.1f}, tsdbs {t:.1f}")
+reqs = json.loads(sys.argv[6])["queries"] * 2 * (reps + 1)
+q, sc, t, pr = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
+print(f"# {n} clusters, CPU ms per request: strata querier {q:.1f}, sidecars {sc:.1f}, tsdbs {t:.1f} "
+      f"(total {q + sc + t:.1f}); Prometheus {pr:.1f}")
 PY
-  pc0=$(cpu_ticks $ppid)
-  p=$(python3 bench/query_latency.py "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
-  pc1=$(cpu_ticks $ppid)
-  python3 -c "import json,sys; r=json.loads(sys.argv[1].splitlines()[-1])['queries']*2*($reps+1); print(f'# {$n} clusters, Prometheus pass, CPU ms per request: {($pc1-$pc0)*1000/$hz/r:.1f}')" "$p" >&2
   rss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$qpid/status)
   python3 - "$n" "$series" "$rss" "$s" "$p" <<'PY'
 import json, sys
 n, series, rss = sys.argv[1], sys.argv[2], sys.argv[3]
-s, p = json.loads(sys.argv[4].splitlines()[-1]), json.loads(sys.argv[5].splitlines()[-1])
+s, p = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 if s["failed"] or p["failed"]:
     sys.exit(f"failed requests: strata {s['failed']}, prometheus {p['failed']} (see output above)")
 ms = lambda x: f"{x * 1000:.1f}"
