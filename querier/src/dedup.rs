@@ -24,6 +24,8 @@
 //! [`chain_merge`] is the plain union by timestamp (first wins) used when
 //! deduplication is off or there is only one pseudo-replica.
 
+use std::borrow::Borrow;
+
 use strata_proto::thanos::AggrChunk;
 
 /// Penalty before the first sample, in ms (Thanos' `initialPenalty`).
@@ -34,12 +36,15 @@ pub fn is_counter_func(func: Option<&str>) -> bool {
     matches!(func, Some("increase" | "rate" | "irate" | "resets"))
 }
 
-/// Splits time-sorted chunks into non-overlapping pseudo-replicas.
-pub fn overlap_split(chunks: Vec<AggrChunk>) -> Vec<Vec<AggrChunk>> {
-    let mut replicas: Vec<Vec<AggrChunk>> = Vec::new();
+/// Splits time-sorted chunks (owned or borrowed) into non-overlapping
+/// pseudo-replicas.
+pub fn overlap_split<C: Borrow<AggrChunk>>(chunks: Vec<C>) -> Vec<Vec<C>> {
+    let mut replicas: Vec<Vec<C>> = Vec::new();
     'chunks: for c in chunks {
         for r in replicas.iter_mut() {
-            if r.last().is_none_or(|l| l.max_time < c.min_time) {
+            if r.last()
+                .is_none_or(|l| l.borrow().max_time < c.borrow().min_time)
+            {
                 r.push(c);
                 continue 'chunks;
             }

@@ -246,11 +246,7 @@ pub fn decode_histograms(
     end: i64,
     dedup_on: bool,
 ) -> Result<DecodedHistograms, String> {
-    let hist: Vec<AggrChunk> = chunks
-        .iter()
-        .filter(|c| is_histogram_chunk(c))
-        .cloned()
-        .collect();
+    let hist: Vec<&AggrChunk> = chunks.iter().filter(|c| is_histogram_chunk(c)).collect();
     if hist.is_empty() {
         return Ok(DecodedHistograms::default());
     }
