@@ -1117,7 +1117,12 @@ fn head_cuts_histogram_chunks_as_prometheus() {
         .unwrap()
         .as_millis() as i64;
     let n = 400i64;
-    let base = now - 30 * 60_000;
+    // The 20 minutes of samples start 5 minutes into a 2h chunk range, so
+    // no range boundary (where both TSDBs cut a chunk by time, replacing
+    // the size cut that gives the NotCounterReset header) falls among
+    // them, whatever the time of day: from 25 minutes to 2h25m ago.
+    const RANGE: i64 = 2 * 3_600_000;
+    let base = (now - 30 * 60_000) / RANGE * RANGE + 5 * 60_000;
     let ts = |i: i64| base + i * 3_000;
     let int_h = |i: i64| {
         // Counter resets at 150; a new bucket from 40 on; schema 1 → 0
