@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use strata_promql::FloatHistogram;
 use strata_promql::{
     Queryable, SelectHints, SelectRequest, SelectResult, StorageError, StorageSeries,
@@ -346,6 +347,11 @@ pub fn decode_series(
     })
 }
 
+/// Most selectors of one query fetched at the same time: a query is
+/// bounded in length, but hundreds of selectors times every store would
+/// still be a burst of streams no store should see from one request.
+pub const MAX_CONCURRENT_SELECTS: usize = 16;
+
 /// `--query.max-samples` as Prometheus words its error.
 pub const TOO_MANY_SAMPLES: &str =
     "query processing would load too many samples into memory in query execution";
@@ -482,7 +488,13 @@ impl Queryable for FanoutQueryable {
                 }
             })
             .collect();
-        let task = self.rt.spawn(futures::future::join_all(calls));
+        // At most MAX_CONCURRENT_SELECTS selectors in flight (each one a
+        // call to every matching store), answers kept in request order.
+        let task = self.rt.spawn(
+            futures::stream::iter(calls)
+                .buffered(MAX_CONCURRENT_SELECTS)
+                .collect::<Vec<_>>(),
+        );
         let fetched = match self.rt.block_on(task) {
             Ok(v) => v,
             Err(e) => {

@@ -149,6 +149,17 @@ async fn cross_cluster_queries_through_real_tsdb_and_sidecars() {
     assert_eq!(values.len(), 11);
     assert!(values.iter().all(|p| p[1] == "6"), "{v}");
 
+    // More selectors than are fetched at once (MAX_CONCURRENT_SELECTS):
+    // each answer still reaches its own selector. 10 × (4 − 2) pods; any
+    // mix-up of the 20 answers gives another sum.
+    let term =
+        "(count(kube_pod_info{cluster=\"cluster1\"}) - count(kube_pod_info{cluster=\"cluster2\"}))";
+    let many = [term; 10].join(" + ");
+    const { assert!(20 > strata_querier::queryable::MAX_CONCURRENT_SELECTS) };
+    let (status, v) = q.query(&many, t, "").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(result(&v)[0]["value"][1], "20", "{v}");
+
     // promtool (Prometheus 2.42's) talks to the querier like to Prometheus.
     if Path::new("/usr/bin/promtool").exists() {
         let base = q.base.clone();
