@@ -380,9 +380,7 @@ impl FanoutQueryable {
             decoded: AtomicUsize::new(0),
         }
     }
-}
 
-impl FanoutQueryable {
     /// Decodes the chunks of one selector's merged series into samples.
     fn decode(
         &self,
@@ -468,8 +466,13 @@ impl Queryable for FanoutQueryable {
     /// The fan-out runs as one task on the runtime's workers, and this
     /// (blocking) thread waits for the task as a whole. Driving it here
     /// with `block_on` instead would wake this thread for every gRPC frame
-    /// of every store, a cross-thread wake-up each, which profiles showed
-    /// as the querier's largest cost after the network itself.
+    /// of every store: with 8 stores that was 35 context switches per
+    /// trivial query against 20 now (CPU did not measurably change).
+    ///
+    /// All selectors' merged (still encoded) series are held until the
+    /// last fan-out ends, then decoded one selector at a time; the sample
+    /// budget (`--query.max-samples`) applies while decoding, the series
+    /// limit while fetching.
     fn select_many(
         &self,
         requests: &[SelectRequest<'_>],

@@ -101,7 +101,7 @@ impl Codec for SeriesCodec {
 
     fn decoder(&mut self) -> Self::Decoder {
         SeriesDecoder {
-            strip: std::mem::take(&mut self.strip),
+            strip: self.strip.clone(),
             interner: Interner::default(),
         }
     }
