@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Federated query latency (issue 6): `strata query` over 1, 2, 4 and 8
-# clusters (each `strata tsdb` + `strata sidecar` with the same per-cluster
-# data) against ONE Prometheus 2.42 holding the same total data with a
-# cluster label on every series, in one run on this machine. Prints a
-# Markdown table for BENCHMARKS.md: p50 and mean latency of the fixed query
-# set (bench/query_latency.py), instant and range, the strata/Prometheus
-# ratio, and the querier's peak RSS (VmHWM from /proc). Requests alternate
-# between the querier and Prometheus (query_latency.py --versus), so a
-# change in the machine's own speed moves both sides of the ratio. On
-# stderr, per cluster count: CPU ms per request by process kind (querier,
-# all sidecars, all tsdbs, Prometheus; utime+stime from /proc/PID/stat), to
-# see where the federated path spends its time.
+# clusters (each `strata tsdb --grpc-address` + `strata sidecar` with the
+# same per-cluster data) against ONE Prometheus 2.42 holding the same total
+# data with a cluster label on every series, in one run on this machine.
+# Two queriers over the same clusters, one per read path:
+#   sidecar: querier -> sidecar StoreAPI -> tsdb remote read (Thanos' sidecar path);
+#   direct:  querier -> the tsdb's own StoreAPI (as a Thanos querier reads Receive).
+# Prints a Markdown table for BENCHMARKS.md: p50 latency of the fixed query
+# set (bench/query_latency.py), instant and range, for both paths and
+# Prometheus, the strata/Prometheus ratios, and each querier's peak RSS
+# (VmHWM from /proc). Every request goes to the sidecar querier, the direct
+# querier and Prometheus in turn (query_latency.py --versus), so a change in
+# the machine's own speed moves all sides of a ratio. On stderr, per cluster
+# count: CPU ms per request by process kind (each querier, all sidecars, all
+# tsdbs (serving both paths), Prometheus; utime+stime from /proc/PID/stat).
 #
 # usage: bench/query.sh [PODS_PER_NAMESPACE] [HOURS] [REPS] [CLUSTER_COUNTS]
 #        default 10 pods x 4 namespaces, 6 h at 30 s, 5 reps, "1 2 4 8"
@@ -52,7 +55,7 @@ end=$(( $(date +%s) / 60 * 60 - 60 ))
 max=0; for n in $counts; do (( n > max )) && max=$n; done
 
 # Per-cluster strata data (no cluster label: it comes from external labels).
-declare -a sidecar_addr
+declare -a sidecar_addr tsdb_grpc_addr
 tsdb_pids=(); sidecar_pids=()
 cpu_ticks() { # pids...: summed utime+stime in clock ticks
   local t=0 f
@@ -67,20 +70,34 @@ start_cluster() { # index
   $strata tools tsdb create-blocks-from openmetrics -q "$d/in.om" "$d/data" >/dev/null
   rm -f "$d/in.om"
   printf 'global:\n  scrape_interval: 15s\n  external_labels:\n    cluster: cluster%d\n' $((i + 1)) > "$d/prometheus.yml"
-  local p g h
-  p=$(free_port); g=$(free_port); h=$(free_port)
+  local p g h t
+  p=$(free_port); g=$(free_port); h=$(free_port); t=$(free_port)
   $strata tsdb --config.file="$d/prometheus.yml" --storage.tsdb.path="$d/data" \
-    --web.listen-address=127.0.0.1:$p --storage.tsdb.retention.time=30d >"$work/tsdb$i.log" 2>&1 &
+    --web.listen-address=127.0.0.1:$p --storage.tsdb.retention.time=30d --grpc-address=127.0.0.1:$t >"$work/tsdb$i.log" 2>&1 &
   pids+=($!); tsdb_pids+=($!); wait_http "http://127.0.0.1:$p/-/ready" "tsdb$i" $!
   $strata sidecar --tsdb.path="$d/data" --prometheus.url=http://127.0.0.1:$p \
     --grpc-address=127.0.0.1:$g --http-address=127.0.0.1:$h >"$work/sidecar$i.log" 2>&1 &
   pids+=($!); sidecar_pids+=($!); wait_http "http://127.0.0.1:$h/-/ready" "sidecar$i" $!
   sidecar_addr[$i]=127.0.0.1:$g
+  tsdb_grpc_addr[$i]=127.0.0.1:$t
+}
+
+start_querier() { # name endpoint... ; sets qport and qpid
+  local name=$1; shift
+  qport=$(free_port); local g; g=$(free_port)
+  $strata query --http-address=127.0.0.1:$qport --grpc-address=127.0.0.1:$g "$@" >"$work/$name.log" 2>&1 &
+  qpid=$!; pids+=($qpid); wait_http "http://127.0.0.1:$qport/-/ready" "$name" $qpid
+  local up=0 want=$#
+  for _ in $(seq 1 300); do
+    up=$(curl -fs "http://127.0.0.1:$qport/api/v1/stores" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(sum(1 for v in d.values() for s in v if not s.get("lastError")))' 2>/dev/null || echo 0)
+    (( up >= want )) && break; sleep 0.1
+  done
+  (( up >= want )) || { echo "$name sees $up of $want stores" >&2; exit 1; }
 }
 
 samples_per_cluster=""
-echo "| clusters | series | strata instant p50 / mean ms | Prometheus instant p50 / mean ms | ratio (p50) | strata range p50 / mean ms | Prometheus range p50 / mean ms | ratio (p50) | querier peak RSS MiB |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| clusters | series | instant p50 ms: sidecar / direct / Prometheus | instant ratio: sidecar / direct | range p50 ms: sidecar / direct / Prometheus | range ratio: sidecar / direct | querier peak RSS MiB: sidecar / direct |"
+echo "|---|---|---|---|---|---|---|"
 started=0
 for n in $counts; do
   while (( started < n )); do start_cluster $started; started=$((started + 1)); done
@@ -95,54 +112,53 @@ for n in $counts; do
   prometheus --config.file="$pd/prometheus.yml" --storage.tsdb.path="$pd/data" --web.listen-address=127.0.0.1:$pp \
     --storage.tsdb.retention.time=30d --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h >"$work/prom$n.log" 2>&1 &
   ppid=$!; pids+=($ppid); wait_http "http://127.0.0.1:$pp/-/ready" "prom$n" $ppid
-  # The querier over N sidecars.
-  qp=$(free_port); qg=$(free_port)
+  # One querier per read path over the same N clusters.
   eps=(); for ((i = 0; i < n; i++)); do eps+=(--endpoint="${sidecar_addr[$i]}"); done
-  $strata query --http-address=127.0.0.1:$qp --grpc-address=127.0.0.1:$qg "${eps[@]}" >"$work/query$n.log" 2>&1 &
-  qpid=$!; pids+=($qpid); wait_http "http://127.0.0.1:$qp/-/ready" "query$n" $qpid
-  for _ in $(seq 1 300); do
-    up=$(curl -fs "http://127.0.0.1:$qp/api/v1/stores" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(sum(1 for v in d.values() for s in v if not s.get("lastError")))' 2>/dev/null || echo 0)
-    (( up >= n )) && break; sleep 0.1
-  done
-  (( up >= n )) || { echo "querier sees $up of $n stores" >&2; exit 1; }
+  start_querier "query-sidecar$n" "${eps[@]}"; qp=$qport; spid=$qpid
+  eps=(); for ((i = 0; i < n; i++)); do eps+=(--endpoint="${tsdb_grpc_addr[$i]}"); done
+  start_querier "query-direct$n" "${eps[@]}"; dp=$qport; dpid=$qpid
+  qpid=$spid # below: qpid is the sidecar path's querier, dpid the direct one
   T=("${tsdb_pids[@]:0:$n}"); S=("${sidecar_pids[@]:0:$n}")
   # Let freshly started TSDBs finish their start-up work (block loading,
   # compaction) before timing: wait, at most 60 s, until all strata and
   # Prometheus processes together use under 2 % of a core over a second.
   for _ in $(seq 1 60); do
-    i0=$(cpu_ticks $qpid "${S[@]}" "${T[@]}" $ppid); sleep 1; i1=$(cpu_ticks $qpid "${S[@]}" "${T[@]}" $ppid)
+    i0=$(cpu_ticks $qpid $dpid "${S[@]}" "${T[@]}" $ppid); sleep 1; i1=$(cpu_ticks $qpid $dpid "${S[@]}" "${T[@]}" $ppid)
     (( (i1 - i0) * 50 < hz )) && break
   done
-  # One pass: each request goes to the querier, then the same request to
-  # Prometheus, so both are timed under the same machine conditions; CPU is
-  # still per process.
-  c0=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
-  out=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --versus "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
-  c1=($(cpu_ticks $qpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
-  s=$(tail -n 2 <<<"$out" | head -n 1); p=$(tail -n 1 <<<"$out")
+  # One pass: each request goes to the sidecar querier, the direct querier
+  # and Prometheus in turn, so all are timed under the same machine
+  # conditions; CPU is still per process.
+  c0=($(cpu_ticks $qpid) $(cpu_ticks $dpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
+  out=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --versus "http://127.0.0.1:$dp" --versus "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
+  c1=($(cpu_ticks $qpid) $(cpu_ticks $dpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
+  s=$(tail -n 3 <<<"$out" | head -n 1); d=$(tail -n 2 <<<"$out" | head -n 1); p=$(tail -n 1 <<<"$out")
   python3 - "$n" "$hz" "$reps" "${c0[*]}" "${c1[*]}" "$s" <<'PY' >&2
 import json, sys
 n, hz, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 c0, c1 = [list(map(int, a.split())) for a in sys.argv[4:6]]
 reqs = json.loads(sys.argv[6])["queries"] * 2 * (reps + 1)
-q, sc, t, pr = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
-print(f"# {n} clusters, CPU ms per request: strata querier {q:.1f}, sidecars {sc:.1f}, tsdbs {t:.1f} "
-      f"(total {q + sc + t:.1f}); Prometheus {pr:.1f}")
+q, dq, sc, t, pr = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
+print(f"# {n} clusters, CPU ms per request: sidecar querier {q:.1f} + sidecars {sc:.1f}; "
+      f"direct querier {dq:.1f}; tsdbs {t:.1f} per request of either path together; Prometheus {pr:.1f}")
 PY
   rss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$qpid/status)
-  python3 - "$n" "$series" "$rss" "$s" "$p" <<'PY'
+  drss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$dpid/status)
+  python3 - "$n" "$series" "$rss" "$drss" "$s" "$d" "$p" <<'PY'
 import json, sys
-n, series, rss = sys.argv[1], sys.argv[2], sys.argv[3]
-s, p = json.loads(sys.argv[4]), json.loads(sys.argv[5])
-if s["failed"] or p["failed"]:
-    sys.exit(f"failed requests: strata {s['failed']}, prometheus {p['failed']} (see output above)")
+n, series, rss, drss = sys.argv[1:5]
+s, d, p = (json.loads(a) for a in sys.argv[5:8])
+if s["failed"] or d["failed"] or p["failed"]:
+    sys.exit(f"failed requests: sidecar path {s['failed']}, direct path {d['failed']}, prometheus {p['failed']} (see output above)")
 ms = lambda x: f"{x * 1000:.1f}"
-cell = lambda r, k: f"{ms(r[k + '_p50'])} / {ms(r[k + '_mean'])}"
-print(f"| {n} | {series} | {cell(s, 'instant')} | {cell(p, 'instant')} | {s['instant_p50'] / p['instant_p50']:.2f} "
-      f"| {cell(s, 'range')} | {cell(p, 'range')} | {s['range_p50'] / p['range_p50']:.2f} | {rss} |")
+def cols(k):
+    lat = f"{ms(s[k + '_p50'])} / {ms(d[k + '_p50'])} / {ms(p[k + '_p50'])}"
+    ratio = f"{s[k + '_p50'] / p[k + '_p50']:.2f} / **{d[k + '_p50'] / p[k + '_p50']:.2f}**"
+    return f"{lat} | {ratio}"
+print(f"| {n} | {series} | {cols('instant')} | {cols('range')} | {rss} / {drss} |")
 PY
-  kill $qpid $ppid 2>/dev/null || true
-  wait $qpid $ppid 2>/dev/null || true
+  kill $qpid $dpid $ppid 2>/dev/null || true
+  wait $qpid $dpid $ppid 2>/dev/null || true
 done
 echo
 echo "query set: $(python3 -c 'import sys; sys.path.insert(0, "bench"); import query_latency as q; print(len(q.QUERIES))') queries (bench/query_latency.py), $reps reps each after a warm-up; range = last 2 h at 60 s; per cluster: $pods pods x 4 namespaces, $hours h at 30 s"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Times a fixed query set against a Prometheus-API URL.
 
-usage: query_latency.py URL --end UNIX [--reps N] [--range-hours H] [--versus URL2]
+usage: query_latency.py URL --end UNIX [--reps N] [--range-hours H] [--versus URL2]...
 
 Each query runs once as warm-up, then --reps times as an instant query at
 --end and --reps times as a range query over the last --range-hours at a
@@ -9,10 +9,10 @@ Each query runs once as warm-up, then --reps times as an instant query at
 queries and repetitions, and the number of failed requests (a failure is
 any non-success answer; the benchmark refuses to report on failures).
 
-With --versus, every request to URL is followed by the same request to
-URL2, and a second JSON line reports URL2: the two systems are timed in
-the same seconds, so a ratio of the two does not move when the machine
-itself speeds up or slows down between passes. Every timed request waits
+With --versus (repeatable), every request to URL is followed by the same
+request to each URL2, and one more JSON line per URL2 reports it: the
+systems are timed in the same seconds, so a ratio of two does not move
+when the machine itself speeds up or slows down between passes. Every timed request waits
 --pause-ms first (default 20), so what one system still does after
 answering (closing the connection, freeing buffers) is not timed against
 the other.
@@ -56,8 +56,10 @@ def main():
     ap.add_argument("--range-hours", type=float, default=2)
     ap.add_argument(
         "--versus",
-        help="a second API URL, asked the same request right after each request to URL; "
-        "both then see the same machine conditions, and one JSON line is printed per URL",
+        action="append",
+        default=[],
+        help="another API URL (repeatable), asked the same request right after each request "
+        "to URL; all then see the same machine conditions, and one JSON line is printed per URL",
     )
     ap.add_argument(
         "--pause-ms",
@@ -67,7 +69,7 @@ def main():
         "teardown, buffer frees) does not land in the other's timing",
     )
     a = ap.parse_args()
-    urls = [a.url] + ([a.versus] if a.versus else [])
+    urls = [a.url] + a.versus
     start = a.end - int(a.range_hours * 3600)
     out = [{"instant": [], "range": []} for _ in urls]
     failed = [0 for _ in urls]

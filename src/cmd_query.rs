@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::grpc_tls::GrpcServerTlsArgs;
+
 #[derive(Args, Debug)]
 pub struct QueryArgs {
     /// Listen address of the HTTP server (Prometheus API, /metrics, UI).
@@ -93,15 +95,8 @@ pub struct QueryArgs {
     /// Server name to verify the endpoints' certificates against.
     #[arg(long = "grpc-client-server-name")]
     client_server_name: Option<String>,
-    /// TLS certificate of the gRPC server; no TLS when unset.
-    #[arg(long = "grpc-server-tls-cert")]
-    server_tls_cert: Option<PathBuf>,
-    /// TLS key of the gRPC server.
-    #[arg(long = "grpc-server-tls-key")]
-    server_tls_key: Option<PathBuf>,
-    /// CA that client certificates must chain to (enables mutual TLS).
-    #[arg(long = "grpc-server-tls-client-ca")]
-    server_tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    grpc_server_tls: GrpcServerTlsArgs,
 }
 
 fn duration(flag: &str, v: &str) -> Result<Duration> {
@@ -202,18 +197,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
         }
         cfg.endpoints.client.tls = Some(tls);
     }
-    cfg.grpc_server_tls = match (&a.server_tls_cert, &a.server_tls_key) {
-        (Some(cert), Some(key)) => Some(
-            strata_querier::GrpcServerTls::from_files(
-                cert,
-                key,
-                a.server_tls_client_ca.as_deref(),
-            )
-            .context("gRPC server TLS")?,
-        ),
-        (None, None) if a.server_tls_client_ca.is_none() => None,
-        _ => bail!("--grpc-server-tls-cert and --grpc-server-tls-key must be set together (and are required by --grpc-server-tls-client-ca)"),
-    };
+    cfg.grpc_server_tls = a.grpc_server_tls.load()?;
 
     cfg.replica_labels = a.replica_labels.clone();
     cfg.partial_response = partial;

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
+
+use crate::grpc_tls::GrpcServerTlsArgs;
 
 #[derive(Args, Debug)]
 pub struct SidecarArgs {
@@ -30,15 +32,8 @@ pub struct SidecarArgs {
     /// Prometheus web-config file (TLS, basic auth, headers) for the HTTP server, as Thanos' flag.
     #[arg(long = "http.config")]
     http_config: Option<PathBuf>,
-    /// TLS certificate for the gRPC server; no TLS when unset.
-    #[arg(long = "grpc-server-tls-cert")]
-    grpc_server_tls_cert: Option<PathBuf>,
-    /// TLS key for the gRPC server.
-    #[arg(long = "grpc-server-tls-key")]
-    grpc_server_tls_key: Option<PathBuf>,
-    /// CA that client certificates must chain to (enables mutual TLS).
-    #[arg(long = "grpc-server-tls-client-ca")]
-    grpc_server_tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    grpc_server_tls: GrpcServerTlsArgs,
     /// Serve and ship only data after this: RFC 3339 or a duration relative
     /// to now (e.g. -1d, 2h45m).
     #[arg(long = "min-time", allow_hyphen_values = true)]
@@ -62,18 +57,7 @@ pub fn run(a: SidecarArgs) -> Result<()> {
     cfg.grpc_address = a.grpc_address;
     cfg.http_address = a.http_address;
     cfg.http_config = a.http_config;
-    cfg.grpc_tls = match (&a.grpc_server_tls_cert, &a.grpc_server_tls_key) {
-        (Some(cert), Some(key)) => Some(
-            strata_sidecar::GrpcServerTls::from_files(
-                cert,
-                key,
-                a.grpc_server_tls_client_ca.as_deref(),
-            )
-            .context("gRPC server TLS")?,
-        ),
-        (None, None) if a.grpc_server_tls_client_ca.is_none() => None,
-        _ => bail!("--grpc-server-tls-cert and --grpc-server-tls-key must be set together (and are required by --grpc-server-tls-client-ca)"),
-    };
+    cfg.grpc_tls = a.grpc_server_tls.load()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

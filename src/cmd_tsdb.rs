@@ -9,6 +9,8 @@ use clap::Args;
 use strata_server::options::{parse_byte_size, parse_duration};
 use strata_server::ServerOptions;
 
+use crate::grpc_tls::GrpcServerTlsArgs;
+
 #[derive(Args)]
 pub struct TsdbArgs {
     /// Scrape configuration file (prometheus.yml subset).
@@ -57,6 +59,14 @@ pub struct TsdbArgs {
     /// Maximum number of queries executed concurrently.
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     max_concurrency: usize,
+    /// Also serve the Thanos StoreAPI (Series, LabelNames, LabelValues),
+    /// Info and Metadata over gRPC here, as Thanos Receive does, so a
+    /// querier can read this TSDB without a sidecar in between (the sidecar
+    /// still uploads blocks). Off when unset.
+    #[arg(long = "grpc-address")]
+    grpc_address: Option<String>,
+    #[command(flatten)]
+    grpc_server_tls: GrpcServerTlsArgs,
 }
 
 fn duration(flag: &str, v: &str) -> Result<std::time::Duration> {
@@ -99,6 +109,8 @@ impl TsdbArgs {
             query_timeout: duration("query.timeout", &self.query_timeout)?,
             max_samples: self.max_samples,
             max_concurrency: self.max_concurrency,
+            grpc_tls: self.grpc_server_tls.load()?,
+            grpc_address: self.grpc_address,
             ..ServerOptions::default()
         })
     }

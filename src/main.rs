@@ -11,6 +11,7 @@ mod cmd_demo;
 mod cmd_query;
 mod cmd_sidecar;
 mod cmd_tsdb;
+mod grpc_tls;
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (what Kubernetes and
 /// `strata demo` send), so servers stop cleanly on either. If a handler

@@ -11,6 +11,7 @@
 //! | [`prometheus`] | `prometheus` | `prompb/{types,remote}.proto` | prometheus `prompb/{types,remote}.proto` |
 //! | [`grpc`] | — | hand-written | server/client options as Thanos sets them |
 //! | [`wire`] | — | hand-written | a protobuf wire reader for in-place decoders |
+//! | [`storeapi`] | — | hand-written | matchers, labels and frames for StoreAPI servers over a TSDB |
 //!
 //! Services, with their gRPC paths:
 //! - [`thanos::store_server::Store`] / [`thanos::store_client::StoreClient`]:
@@ -170,6 +171,7 @@ generated! {
 }
 
 pub mod grpc;
+pub mod storeapi;
 pub mod wire;
 
 impl thanos::chunk::Encoding {

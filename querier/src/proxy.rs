@@ -41,10 +41,10 @@ use strata_proto::grpc::{MessageLimits, MAX_MESSAGE_SIZE};
 use strata_proto::thanos::metadata_client::MetadataClient;
 use strata_proto::thanos::store_client::StoreClient;
 use strata_proto::thanos::{
-    label_matcher, metric_metadata_response, AggrChunk, LabelMatcher, LabelNamesRequest,
-    LabelValuesRequest, Meta, MetricMetadataRequest, SeriesRequest,
+    metric_metadata_response, AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest, Meta,
+    MetricMetadataRequest, SeriesRequest,
 };
-use strata_tsdb::labels::{Labels, MatchType, Matcher};
+use strata_tsdb::labels::{Labels, Matcher};
 
 use crate::endpoints::Endpoint;
 use crate::wire::{Frame, SeriesCodec};
@@ -106,42 +106,11 @@ pub fn status_text(s: &tonic::Status) -> String {
     format!("rpc error: code = {:?} desc = {}", s.code(), s.message())
 }
 
-/// tsdb matchers as StoreAPI matchers.
-pub fn to_pb_matchers(ms: &[Matcher]) -> Vec<LabelMatcher> {
-    ms.iter()
-        .map(|m| LabelMatcher {
-            r#type: match m.kind {
-                MatchType::Equal => label_matcher::Type::Eq,
-                MatchType::NotEqual => label_matcher::Type::Neq,
-                MatchType::Regex => label_matcher::Type::Re,
-                MatchType::NotRegex => label_matcher::Type::Nre,
-            } as i32,
-            name: m.name.clone(),
-            value: m.value.clone(),
-        })
-        .collect()
-}
+pub use strata_proto::storeapi::to_pb_matchers;
 
 /// StoreAPI matchers as tsdb matchers.
 pub fn from_pb_matchers(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, ProxyError> {
-    ms.iter()
-        .map(|m| {
-            let kind = match label_matcher::Type::try_from(m.r#type) {
-                Ok(label_matcher::Type::Eq) => MatchType::Equal,
-                Ok(label_matcher::Type::Neq) => MatchType::NotEqual,
-                Ok(label_matcher::Type::Re) => MatchType::Regex,
-                Ok(label_matcher::Type::Nre) => MatchType::NotRegex,
-                Err(_) => {
-                    return Err(ProxyError::Invalid(format!(
-                        "unknown matcher type {}",
-                        m.r#type
-                    )))
-                }
-            };
-            Matcher::new(kind, m.name.clone(), m.value.clone())
-                .map_err(|e| ProxyError::Invalid(e.to_string()))
-        })
-        .collect()
+    strata_proto::storeapi::from_pb_matchers(ms).map_err(ProxyError::Invalid)
 }
 
 /// Thanos' `LabelSetsMatch`; see the module docs.
@@ -663,7 +632,7 @@ mod tests {
             &[eq("cluster", "c1"), eq("env", "dev")],
             &sets[1..]
         ));
-        let re = Matcher::new(MatchType::Regex, "cluster", "c1|c9").unwrap();
+        let re = Matcher::new(strata_tsdb::labels::MatchType::Regex, "cluster", "c1|c9").unwrap();
         assert!(label_sets_match(std::slice::from_ref(&re), &sets));
         assert!(!label_sets_match(&[re], &sets[1..]));
         assert!(label_sets_match(&[eq("cluster", "zzz")], &[]));

@@ -38,6 +38,7 @@ mod metadata;
 mod metrics;
 pub mod options;
 mod remote;
+pub mod storeapi;
 mod web;
 
 use std::net::SocketAddr;
@@ -160,6 +161,8 @@ pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     http: JoinHandle<()>,
+    /// The gRPC server (`--grpc-address`): its address and task.
+    grpc: Option<(SocketAddr, JoinHandle<()>)>,
     compactor: JoinHandle<()>,
     quit_rx: watch::Receiver<bool>,
 }
@@ -278,6 +281,10 @@ impl Server {
                 }
             }),
         };
+        let grpc = match shared.opts.grpc_address.clone() {
+            Some(a) => Some(start_grpc(shared.clone(), &a, quit_rx.clone()).await?),
+            None => None,
+        };
         let compactor = tokio::spawn(compaction_loop(shared.clone(), quit_rx.clone()));
         shared.ready.store(true, Ordering::Release);
         tracing::info!(%addr, "server is ready to receive web requests");
@@ -285,6 +292,7 @@ impl Server {
             addr,
             shared,
             http,
+            grpc,
             compactor,
             quit_rx,
         })
@@ -293,6 +301,11 @@ impl Server {
     /// The address the HTTP server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the gRPC server listens on, when `--grpc-address` is set.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|(a, _)| *a)
     }
 
     /// The storage, for tests and embedding.
@@ -317,6 +330,7 @@ impl Server {
         let Server {
             shared,
             http,
+            grpc,
             compactor,
             ..
         } = self;
@@ -332,6 +346,15 @@ impl Server {
             .is_err()
         {
             abort.abort();
+        }
+        if let Some((_, grpc)) = grpc {
+            let abort = grpc.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), grpc)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         let _ = compactor.await;
         let db = shared.db.clone();
@@ -350,6 +373,53 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Binds `addr` and serves the StoreAPI, Info, Metadata and health
+/// services ([`storeapi::TsdbStore`]) until `quit`.
+async fn start_grpc(
+    shared: Arc<Shared>,
+    addr: &str,
+    mut quit: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>), Error> {
+    use strata_proto::grpc::{MessageLimits, ServerOptions as GrpcOptions};
+    use strata_proto::thanos::info::info_server::InfoServer;
+    use strata_proto::thanos::metadata_server::MetadataServer;
+    use strata_proto::thanos::store_server::StoreServer;
+    let listen_err = |source| Error::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(listen_err)?;
+    let local = listener.local_addr().map_err(listen_err)?;
+    let opts = GrpcOptions {
+        tls: shared.opts.grpc_tls.clone(),
+        ..GrpcOptions::default()
+    };
+    let max = opts.max_message_size;
+    let store = storeapi::TsdbStore::new(shared);
+    let (health, health_server) = strata_proto::grpc::health_service().await;
+    let router = opts
+        .builder()
+        .map_err(|e| Error::Options(format!("gRPC server: {e}")))?
+        .add_service(health_server)
+        .add_service(StoreServer::new(store.clone()).with_message_limits(max))
+        .add_service(MetadataServer::new(store.clone()).with_message_limits(max))
+        .add_service(InfoServer::new(store).with_message_limits(max));
+    health.ready().await;
+    let incoming = opts.incoming(listener);
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = quit.wait_for(|q| *q).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+    tracing::info!(addr = %local, tls = opts.tls.is_some(), "serving the StoreAPI over gRPC");
+    Ok((local, task))
 }
 
 /// Cuts blocks from the head every `compaction_interval` (a minute by

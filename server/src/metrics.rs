@@ -35,6 +35,8 @@ pub(crate) struct Metrics {
     /// (handler, code) → count. Handlers are a fixed set (see `web`), so the
     /// map stays small.
     pub http_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// (StoreAPI method, succeeded) → count (`storeapi`).
+    pub grpc_requests: Mutex<BTreeMap<(&'static str, bool), u64>>,
 }
 
 impl Metrics {
@@ -44,6 +46,10 @@ impl Metrics {
             .lock()
             .entry((handler, code))
             .or_default() += 1;
+    }
+
+    pub fn grpc_request(&self, method: &'static str, ok: bool) {
+        *self.grpc_requests.lock().entry((method, ok)).or_default() += 1;
     }
 }
 

@@ -56,6 +56,11 @@ pub struct ServerOptions {
     pub remote_read_max_bytes_in_frame: usize,
     /// How often compaction (and retention) runs regardless of the head.
     pub compaction_interval: Duration,
+    /// `--grpc-address` (Thanos Receive's flag): serve the StoreAPI, Info
+    /// and Metadata gRPC services here; `None` serves no gRPC.
+    pub grpc_address: Option<String>,
+    /// `--grpc-server-tls-{cert,key,client-ca}` for the gRPC server.
+    pub grpc_tls: Option<strata_proto::grpc::ServerTls>,
 }
 
 const TWO_HOURS: Duration = Duration::from_secs(2 * 3600);
@@ -83,6 +88,8 @@ impl Default for ServerOptions {
             remote_read_sample_limit: 50_000_000,
             remote_read_max_bytes_in_frame: 1 << 20,
             compaction_interval: Duration::from_secs(60),
+            grpc_address: None,
+            grpc_tls: None,
         }
     }
 }

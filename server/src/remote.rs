@@ -586,7 +586,7 @@ pub fn frame(msg: &[u8]) -> Vec<u8> {
 /// which case the remaining samples are re-encoded (shipping stored chunks
 /// would resurrect deleted data), or the chunk lies mostly outside the
 /// window ([`should_cut`]), in which case it is cut to it.
-fn wire_chunks(s: &ChunkSeries, start: i64, end: i64) -> Result<Vec<pb::Chunk>, String> {
+pub(crate) fn wire_chunks(s: &ChunkSeries, start: i64, end: i64) -> Result<Vec<pb::Chunk>, String> {
     let mut out = Vec::new();
     if !s.deleted.is_empty() {
         let samples = s.samples(start, end).map_err(|e| e.to_string())?;

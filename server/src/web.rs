@@ -532,6 +532,20 @@ fn render_metrics(s: &Shared) -> String {
         s.metrics.remote_read_queries.load(Relaxed) as f64,
     );
     e.family(
+        "strata_tsdb_storeapi_requests_total",
+        "counter",
+        "StoreAPI, Info and Metadata requests served over gRPC (--grpc-address), by method and result.",
+    );
+    let grpc = s.metrics.grpc_requests.lock().clone();
+    for ((method, ok), n) in grpc {
+        let result = if ok { "success" } else { "failure" };
+        e.sample(
+            "strata_tsdb_storeapi_requests_total",
+            &[("method", method), ("result", result)],
+            n as f64,
+        );
+    }
+    e.family(
         "prometheus_http_requests_total",
         "counter",
         "Counter of HTTP requests.",

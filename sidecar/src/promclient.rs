@@ -549,7 +549,6 @@ fn push_series(out: &mut Vec<ReadSeries>, s: ReadSeries) {
 
 /// Decodes a streamed (`STREAMED_XOR_CHUNKS`) answer.
 pub fn decode_streamed(mut b: &[u8]) -> Result<Vec<ReadSeries>, String> {
-    use strata_proto::thanos::{chunk::Encoding as TEnc, AggrChunk, Chunk};
     let mut out = Vec::new();
     while !b.is_empty() {
         let (len, n) = uvarint(b).ok_or("truncated frame length")?;
@@ -566,23 +565,11 @@ pub fn decode_streamed(mut b: &[u8]) -> Result<Vec<ReadSeries>, String> {
         b = &b[4 + len..];
         let frame = ChunkedReadResponse::decode(msg).map_err(|e| e.to_string())?;
         for cs in frame.chunked_series {
-            let mut chunks = Vec::with_capacity(cs.chunks.len());
-            for c in cs.chunks {
-                let enc = pb::chunk::Encoding::try_from(c.r#type)
-                    .ok()
-                    .and_then(TEnc::from_remote_read)
-                    .ok_or_else(|| format!("unsupported chunk encoding {}", c.r#type))?;
-                chunks.push(AggrChunk {
-                    min_time: c.min_time_ms,
-                    max_time: c.max_time_ms,
-                    raw: Some(Chunk {
-                        r#type: enc as i32,
-                        data: c.data,
-                        hash: 0,
-                    }),
-                    ..Default::default()
-                });
-            }
+            let chunks = cs
+                .chunks
+                .into_iter()
+                .map(strata_proto::storeapi::aggr_chunk_from_remote)
+                .collect::<Result<Vec<_>, _>>()?;
             push_series(
                 &mut out,
                 ReadSeries {

@@ -15,7 +15,8 @@
 //!   [`label_cases`], the error cases, Info) over a tonic client and returns
 //!   a [`Report`], or an [`AcceptanceError`] naming each failed case;
 //! - [`collect_series`] and [`compare_implementations`]: decode Series
-//!   answers and diff two implementations request by request.
+//!   answers and diff two implementations request by request;
+//! - [`pki`]: certificates for the servers' TLS tests.
 //!
 //! Every Series answer is checked for: label pairs sorted by name, series
 //! sorted by labels and unique, the expected label sets, raw XOR chunks
@@ -26,6 +27,7 @@
 
 pub mod dataset;
 pub mod model;
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::fmt;

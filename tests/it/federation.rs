@@ -82,6 +82,12 @@ impl Federation {
         Querier::start(name, self.work.path(), &self.endpoints(), &[], extra)
     }
 
+    /// A querier over the tsdbs' own StoreAPIs instead of the sidecars.
+    pub fn direct_querier(&self, name: &str, extra: &[&str]) -> Querier {
+        let eps: Vec<String> = self.clusters.iter().map(|(t, _)| t.endpoint()).collect();
+        Querier::start(name, self.work.path(), &eps, &[], extra)
+    }
+
     pub fn reference(&self) -> &Api {
         &self
             .reference
@@ -148,22 +154,33 @@ pub fn compare_metadata_apis(got: &Api, want: &Api, start: f64, end: f64) {
     );
 }
 
+/// Both read paths: the querier over the sidecars, and a querier over the
+/// tsdbs' own StoreAPIs (`strata tsdb --grpc-address`), each against the
+/// reference.
 #[test]
 fn two_clusters_answer_like_one_prometheus() {
     let fed = Federation::start(2, true, None);
-    let q = fed.querier("querier", &[]);
     let queries = dataset::queries(fed.ds.qend - 3600);
     assert!(queries.len() >= 30);
     let (times, range) = fed.times();
-    let (diffs, warns) = compare_query_set(&q.api, fed.reference(), &queries, &times, range, &[]);
-    assert_no_diffs(
-        "strata query vs Prometheus",
-        &diffs,
-        queries.len() * (times.len() + 1),
-    );
-    let bad = unexpected_warnings(&warns);
-    assert!(bad.is_empty(), "unexpected warnings: {bad:?}");
-    compare_metadata_apis(&q.api, fed.reference(), range.0, range.1);
+    for (what, q) in [
+        ("strata query over sidecars", fed.querier("querier", &[])),
+        (
+            "strata query over the tsdbs' StoreAPI",
+            fed.direct_querier("querier-direct", &[]),
+        ),
+    ] {
+        let (diffs, warns) =
+            compare_query_set(&q.api, fed.reference(), &queries, &times, range, &[]);
+        assert_no_diffs(
+            &format!("{what} vs Prometheus"),
+            &diffs,
+            queries.len() * (times.len() + 1),
+        );
+        let bad = unexpected_warnings(&warns);
+        assert!(bad.is_empty(), "{what}: unexpected warnings: {bad:?}");
+        compare_metadata_apis(&q.api, fed.reference(), range.0, range.1);
+    }
 }
 
 /// `count by (cluster) (kube_pod_info)` at the end of the data.

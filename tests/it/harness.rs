@@ -302,10 +302,12 @@ impl Work {
     }
 }
 
-/// `strata tsdb` with a prometheus.yml written from `config_yaml`.
+/// `strata tsdb` with a prometheus.yml written from `config_yaml`, also
+/// serving its own StoreAPI (`--grpc-address`, see [`StrataTsdb::endpoint`]).
 pub struct StrataTsdb {
     pub proc: Proc,
     pub port: u16,
+    pub grpc_port: u16,
     pub data: PathBuf,
     pub api: Api,
 }
@@ -322,8 +324,10 @@ impl StrataTsdb {
         std::fs::create_dir_all(&data).expect("mkdir data");
         let cfg = dir.join("prometheus.yml");
         std::fs::write(&cfg, config_yaml).expect("write config");
+        let grpc_port = free_port();
         let args = vec![
             "tsdb".to_string(),
+            format!("--grpc-address=127.0.0.1:{grpc_port}"),
             format!("--config.file={}", cfg.display()),
             format!("--storage.tsdb.path={}", data.display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
@@ -336,9 +340,15 @@ impl StrataTsdb {
         StrataTsdb {
             proc,
             port,
+            grpc_port,
             data,
             api,
         }
+    }
+
+    /// The tsdb's own StoreAPI, for `--endpoint` (no sidecar in between).
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
     }
 
     /// Starts again after [`Proc::kill`] on the same port and data (WAL

@@ -347,8 +347,24 @@ impl Matcher {
     }
 }
 
-/// Compiles an anchored regex, recognising the shapes that need no engine.
+/// Compiled regex matchers by pattern (256 patterns of up to 1 KiB).
+///
+/// Why: the same few patterns (`code=~"5.."`, dashboard variables) are
+/// compiled for every query, and on every store of a federated query. The
+/// regex crate builds its automata eagerly (a full DFA for small patterns),
+/// which made compilation about a seventh of the querier's CPU for
+/// `sum(rate(apiserver_request_total{code=~"5.."}[5m])) / …` (`perf`,
+/// `bench/query.sh` setup), and again in every TSDB answering it.
+static REGEX_CACHE: std::sync::LazyLock<crate::memo::Memo<RegexKind>> =
+    std::sync::LazyLock::new(|| crate::memo::Memo::new(256, 1024));
+
+/// [`compile_uncached`] through [`REGEX_CACHE`].
 fn compile_regex(pattern: &str) -> Result<RegexKind, MatcherError> {
+    REGEX_CACHE.get_or_try(pattern, compile_uncached)
+}
+
+/// Compiles an anchored regex, recognising the shapes that need no engine.
+fn compile_uncached(pattern: &str) -> Result<RegexKind, MatcherError> {
     // Always compile first so an invalid pattern is rejected even if a fast
     // path would have recognised it.
     let re = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|source| MatcherError {

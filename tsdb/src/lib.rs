@@ -16,6 +16,7 @@ pub mod head;
 pub mod head_chunks;
 pub mod index;
 pub mod labels;
+pub mod memo;
 pub mod meta;
 pub mod series;
 pub mod textparse;

@@ -7,5 +7,6 @@ mod histograms;
 mod interop;
 mod metadata;
 mod remote;
+mod storeapi;
 mod web;
 mod webconfig;

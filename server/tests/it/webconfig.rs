@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_server::{Server, ServerOptions};
+use strata_storetest::pki::{new_ca, new_leaf};
 
 use crate::common::*;
 
@@ -24,38 +25,6 @@ struct Pki {
     client_key: String,
     rogue_cert: String,
     rogue_key: String,
-}
-
-fn new_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let mut params = CertificateParams::new(Vec::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("ca cert");
-    (cert.pem(), rcgen::Issuer::new(params, key))
-}
-
-fn new_leaf(
-    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
-    names: &[&str],
-    usage: rcgen::ExtendedKeyUsagePurpose,
-) -> (String, String) {
-    use rcgen::{CertificateParams, DnType, KeyPair};
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    params.extended_key_usages = vec![usage];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, issuer).expect("leaf cert");
-    (cert.pem(), key.serialize_pem())
 }
 
 /// The CA's issuer too, to sign replacement server certificates.

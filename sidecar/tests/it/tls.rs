@@ -7,45 +7,16 @@ use strata_proto::grpc::{ClientOptions, ClientTls, MessageLimits, ServerTls};
 use strata_proto::thanos::info::info_client::InfoClient;
 use strata_proto::thanos::info::InfoRequest;
 use strata_sidecar::{Metrics, PromClient, SidecarState, SidecarStore};
-
-fn new_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let mut params = CertificateParams::new(Vec::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), rcgen::Issuer::new(params, key))
-}
-
-fn new_leaf(
-    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
-    name: &str,
-    usage: rcgen::ExtendedKeyUsagePurpose,
-) -> (String, String) {
-    use rcgen::{CertificateParams, DnType, KeyPair};
-    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.extended_key_usages = vec![usage];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
+use strata_storetest::pki::{new_ca, new_leaf};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
     use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
     let (ca_pem, ca) = new_ca("sidecar test CA");
     let (_, rogue) = new_ca("rogue CA");
-    let (server_cert, server_key) = new_leaf(&ca, "sidecar.test", ServerAuth);
-    let (client_cert, client_key) = new_leaf(&ca, "querier", ClientAuth);
-    let (rogue_cert, rogue_key) = new_leaf(&rogue, "intruder", ClientAuth);
+    let (server_cert, server_key) = new_leaf(&ca, &["sidecar.test"], ServerAuth);
+    let (client_cert, client_key) = new_leaf(&ca, &["querier"], ClientAuth);
+    let (rogue_cert, rogue_key) = new_leaf(&rogue, &["intruder"], ClientAuth);
 
     // The files, as the three flags name them.
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +98,7 @@ async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
 async fn http_config_serves_tls_and_basic_auth() {
     use rcgen::ExtendedKeyUsagePurpose::ServerAuth;
     let (ca_pem, ca) = new_ca("sidecar test CA");
-    let (server_cert, server_key) = new_leaf(&ca, "sidecar.test", ServerAuth);
+    let (server_cert, server_key) = new_leaf(&ca, &["sidecar.test"], ServerAuth);
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str, c: &str| {
         let path = dir.path().join(n);

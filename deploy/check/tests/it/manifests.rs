@@ -361,9 +361,13 @@ fn rbac_allows_kubernetes_service_discovery() {
     }
 }
 
-/// The `long = "..."` flag names of a `src/cmd_*.rs` file.
+/// The `long = "..."` flag names of a `src/cmd_*.rs` file, with those of
+/// the flag groups it flattens in (`src/grpc_tls.rs`).
 fn declared_flags(sub: &str) -> Option<BTreeSet<String>> {
-    let src = std::fs::read_to_string(repo_root().join(format!("src/cmd_{sub}.rs"))).ok()?;
+    let mut src = std::fs::read_to_string(repo_root().join(format!("src/cmd_{sub}.rs"))).ok()?;
+    if src.contains("GrpcServerTlsArgs") {
+        src += &std::fs::read_to_string(repo_root().join("src/grpc_tls.rs")).ok()?;
+    }
     let mut out = BTreeSet::new();
     for part in src.split("long = \"").skip(1) {
         if let Some(end) = part.find('"') {
