@@ -3,17 +3,20 @@
 # clusters (each `strata tsdb --grpc-address` + `strata sidecar` with the
 # same per-cluster data) against ONE Prometheus 2.42 holding the same total
 # data with a cluster label on every series, in one run on this machine.
-# Two queriers over the same clusters, one per read path:
-#   sidecar: querier -> sidecar StoreAPI -> tsdb remote read (Thanos' sidecar path);
-#   direct:  querier -> the tsdb's own StoreAPI (as a Thanos querier reads Receive).
+# Three queriers over the same clusters, one per read path:
+#   sidecar:     querier -> sidecar StoreAPI -> tsdb remote read (Thanos' sidecar path);
+#   local:       querier -> the tsdb's own StoreAPI, every query evaluated in the
+#                querier (--query.mode=local; as a Thanos querier reads Receive);
+#   distributed: the same, but queries whose groups stay within one cluster are
+#                handed whole to the tsdbs over the Query API (the default).
 # Prints a Markdown table for BENCHMARKS.md: p50 latency of the fixed query
-# set (bench/query_latency.py), instant and range, for both paths and
+# set (bench/query_latency.py), instant and range, for each path and
 # Prometheus, the strata/Prometheus ratios, and each querier's peak RSS
-# (VmHWM from /proc). Every request goes to the sidecar querier, the direct
-# querier and Prometheus in turn (query_latency.py --versus), so a change in
-# the machine's own speed moves all sides of a ratio. On stderr, per cluster
-# count: CPU ms per request by process kind (each querier, all sidecars, all
-# tsdbs (serving both paths), Prometheus; utime+stime from /proc/PID/stat).
+# (VmHWM from /proc). Every request goes to each querier and Prometheus in
+# turn (query_latency.py --versus), so a change in the machine's own speed
+# moves all sides of a ratio. On stderr, per cluster count: CPU ms per
+# request by process kind (each querier, all sidecars, all tsdbs (serving
+# every path), Prometheus; utime+stime from /proc/PID/stat).
 #
 # usage: bench/query.sh [PODS_PER_NAMESPACE] [HOURS] [REPS] [CLUSTER_COUNTS]
 #        default 10 pods x 4 namespaces, 6 h at 30 s, 5 reps, "1 2 4 8"
@@ -87,7 +90,8 @@ start_querier() { # name endpoint... ; sets qport and qpid
   qport=$(free_port); local g; g=$(free_port)
   $strata query --http-address=127.0.0.1:$qport --grpc-address=127.0.0.1:$g "$@" >"$work/$name.log" 2>&1 &
   qpid=$!; pids+=($qpid); wait_http "http://127.0.0.1:$qport/-/ready" "$name" $qpid
-  local up=0 want=$#
+  local up=0 want=0 a
+  for a in "$@"; do [[ $a == --endpoint=* ]] && want=$((want + 1)); done
   for _ in $(seq 1 300); do
     up=$(curl -fs "http://127.0.0.1:$qport/api/v1/stores" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(sum(1 for v in d.values() for s in v if not s.get("lastError")))' 2>/dev/null || echo 0)
     (( up >= want )) && break; sleep 0.1
@@ -96,7 +100,7 @@ start_querier() { # name endpoint... ; sets qport and qpid
 }
 
 samples_per_cluster=""
-echo "| clusters | series | instant p50 ms: sidecar / direct / Prometheus | instant ratio: sidecar / direct | range p50 ms: sidecar / direct / Prometheus | range ratio: sidecar / direct | querier peak RSS MiB: sidecar / direct |"
+echo "| clusters | series | instant p50 ms: sidecar / local / distributed / Prometheus | instant ratio: sidecar / local / distributed | range p50 ms: sidecar / local / distributed / Prometheus | range ratio: sidecar / local / distributed | querier peak RSS MiB: sidecar / local / distributed |"
 echo "|---|---|---|---|---|---|---|"
 started=0
 for n in $counts; do
@@ -116,49 +120,51 @@ for n in $counts; do
   eps=(); for ((i = 0; i < n; i++)); do eps+=(--endpoint="${sidecar_addr[$i]}"); done
   start_querier "query-sidecar$n" "${eps[@]}"; qp=$qport; spid=$qpid
   eps=(); for ((i = 0; i < n; i++)); do eps+=(--endpoint="${tsdb_grpc_addr[$i]}"); done
-  start_querier "query-direct$n" "${eps[@]}"; dp=$qport; dpid=$qpid
-  qpid=$spid # below: qpid is the sidecar path's querier, dpid the direct one
+  start_querier "query-local$n" --query.mode=local "${eps[@]}"; lp=$qport; lpid=$qpid
+  start_querier "query-distributed$n" "${eps[@]}"; dp=$qport; dpid=$qpid
+  qpid=$spid # below: qpid is the sidecar path's querier, lpid the local, dpid the distributed one
   T=("${tsdb_pids[@]:0:$n}"); S=("${sidecar_pids[@]:0:$n}")
   # Let freshly started TSDBs finish their start-up work (block loading,
   # compaction) before timing: wait, at most 60 s, until all strata and
   # Prometheus processes together use under 2 % of a core over a second.
   for _ in $(seq 1 60); do
-    i0=$(cpu_ticks $qpid $dpid "${S[@]}" "${T[@]}" $ppid); sleep 1; i1=$(cpu_ticks $qpid $dpid "${S[@]}" "${T[@]}" $ppid)
+    i0=$(cpu_ticks $qpid $lpid $dpid "${S[@]}" "${T[@]}" $ppid); sleep 1; i1=$(cpu_ticks $qpid $lpid $dpid "${S[@]}" "${T[@]}" $ppid)
     (( (i1 - i0) * 50 < hz )) && break
   done
-  # One pass: each request goes to the sidecar querier, the direct querier
-  # and Prometheus in turn, so all are timed under the same machine
-  # conditions; CPU is still per process.
-  c0=($(cpu_ticks $qpid) $(cpu_ticks $dpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
-  out=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --versus "http://127.0.0.1:$dp" --versus "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
-  c1=($(cpu_ticks $qpid) $(cpu_ticks $dpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
-  s=$(tail -n 3 <<<"$out" | head -n 1); d=$(tail -n 2 <<<"$out" | head -n 1); p=$(tail -n 1 <<<"$out")
-  python3 - "$n" "$hz" "$reps" "${c0[*]}" "${c1[*]}" "$s" <<'PY' >&2
+  # One pass: each request goes to the three queriers and Prometheus in
+  # turn, so all are timed under the same machine conditions; CPU is still
+  # per process.
+  c0=($(cpu_ticks $qpid) $(cpu_ticks $lpid) $(cpu_ticks $dpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
+  out=$(python3 bench/query_latency.py "http://127.0.0.1:$qp" --versus "http://127.0.0.1:$lp" --versus "http://127.0.0.1:$dp" --versus "http://127.0.0.1:$pp" --end "$end" --reps "$reps")
+  c1=($(cpu_ticks $qpid) $(cpu_ticks $lpid) $(cpu_ticks $dpid) $(cpu_ticks "${S[@]}") $(cpu_ticks "${T[@]}") $(cpu_ticks $ppid))
+  results=$(tail -n 4 <<<"$out")
+  python3 - "$n" "$hz" "$reps" "${c0[*]}" "${c1[*]}" "$(head -n 1 <<<"$results")" <<'PY' >&2
 import json, sys
 n, hz, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 c0, c1 = [list(map(int, a.split())) for a in sys.argv[4:6]]
 reqs = json.loads(sys.argv[6])["queries"] * 2 * (reps + 1)
-q, dq, sc, t, pr = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
+q, lq, dq, sc, t, pr = ((b - a) * 1000 / hz / reqs for a, b in zip(c0, c1))
 print(f"# {n} clusters, CPU ms per request: sidecar querier {q:.1f} + sidecars {sc:.1f}; "
-      f"direct querier {dq:.1f}; tsdbs {t:.1f} per request of either path together; Prometheus {pr:.1f}")
+      f"local querier {lq:.1f}; distributed querier {dq:.1f}; tsdbs {t:.1f} per request of any path together; "
+      f"Prometheus {pr:.1f}")
 PY
-  rss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$qpid/status)
-  drss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$dpid/status)
-  python3 - "$n" "$series" "$rss" "$drss" "$s" "$d" "$p" <<'PY'
+  rss=$(for p in $qpid $lpid $dpid; do awk '/VmHWM/ {print int($2/1024)}' /proc/$p/status; done | paste -sd/ | sed 's|/| / |g')
+  python3 - "$n" "$series" "$rss" "$results" <<'PY'
 import json, sys
-n, series, rss, drss = sys.argv[1:5]
-s, d, p = (json.loads(a) for a in sys.argv[5:8])
-if s["failed"] or d["failed"] or p["failed"]:
-    sys.exit(f"failed requests: sidecar path {s['failed']}, direct path {d['failed']}, prometheus {p['failed']} (see output above)")
+n, series, rss = sys.argv[1:4]
+s, l, d, p = (json.loads(line) for line in sys.argv[4].splitlines())
+if s["failed"] or l["failed"] or d["failed"] or p["failed"]:
+    sys.exit(f"failed requests: sidecar {s['failed']}, local {l['failed']}, distributed {d['failed']}, "
+             f"prometheus {p['failed']} (see output above)")
 ms = lambda x: f"{x * 1000:.1f}"
 def cols(k):
-    lat = f"{ms(s[k + '_p50'])} / {ms(d[k + '_p50'])} / {ms(p[k + '_p50'])}"
-    ratio = f"{s[k + '_p50'] / p[k + '_p50']:.2f} / **{d[k + '_p50'] / p[k + '_p50']:.2f}**"
+    lat = " / ".join(ms(r[k + "_p50"]) for r in (s, l, d, p))
+    ratio = f"{s[k + '_p50'] / p[k + '_p50']:.2f} / {l[k + '_p50'] / p[k + '_p50']:.2f} / **{d[k + '_p50'] / p[k + '_p50']:.2f}**"
     return f"{lat} | {ratio}"
-print(f"| {n} | {series} | {cols('instant')} | {cols('range')} | {rss} / {drss} |")
+print(f"| {n} | {series} | {cols('instant')} | {cols('range')} | {rss} |")
 PY
-  kill $qpid $dpid $ppid 2>/dev/null || true
-  wait $qpid $dpid $ppid 2>/dev/null || true
+  kill $qpid $lpid $dpid $ppid 2>/dev/null || true
+  wait $qpid $lpid $dpid $ppid 2>/dev/null || true
 done
 echo
 echo "query set: $(python3 -c 'import sys; sys.path.insert(0, "bench"); import query_latency as q; print(len(q.QUERIES))') queries (bench/query_latency.py), $reps reps each after a warm-up; range = last 2 h at 60 s; per cluster: $pods pods x 4 namespaces, $hours h at 30 s"

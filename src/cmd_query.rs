@@ -71,6 +71,13 @@ pub struct QueryArgs {
     /// Maximum series one selector of a query may select across all stores; 0 = no limit.
     #[arg(long = "query.max-series", default_value_t = 0)]
     max_series: usize,
+    /// `distributed`: a query whose every group stays within one store
+    /// (e.g. `sum by (cluster) (…)` over stores labelled by `cluster`) is
+    /// evaluated whole by each store that serves the Query API (`strata
+    /// tsdb --grpc-address`), which returns one series per group; the rest
+    /// are evaluated here. `local`: every query is evaluated here.
+    #[arg(long = "query.mode", default_value = "distributed", value_parser = ["local", "distributed"])]
+    mode: String,
     /// Use max_source_resolution=auto (step/5) when a request does not set it.
     #[arg(long = "query.auto-downsampling")]
     auto_downsampling: bool,
@@ -136,6 +143,7 @@ fn flag_map(a: &QueryArgs, partial: bool) -> BTreeMap<String, String> {
         a.lookback_delta.clone().unwrap_or_default(),
     );
     put("query.max-series", a.max_series.to_string());
+    put("query.mode", a.mode.clone());
     put("query.auto-downsampling", a.auto_downsampling.to_string());
     put("query.default-step", a.default_step.clone());
     put("grpc-client-tls-secure", a.client_tls_secure.to_string());
@@ -214,6 +222,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
         .transpose()?
         .filter(|d| !d.is_zero());
     cfg.max_series = a.max_series;
+    cfg.distributed = a.mode == "distributed";
     cfg.auto_downsampling = a.auto_downsampling;
     cfg.default_step = duration("query.default-step", &a.default_step)?;
     let rt = duration("store.response-timeout", &a.response_timeout)?;

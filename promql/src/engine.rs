@@ -41,7 +41,9 @@ use strata_tsdb::labels::{Labels, Matcher, METRIC_NAME};
 use crate::annotations::Annotations;
 use crate::ast::{self, AtTime, Func, Kind, Matching, Node, VType, MAX_ABS_TIME_MS};
 use crate::parser;
-use crate::storage::{Queryable, SelectHints, SelectRequest, StorageSeries};
+use crate::storage::{
+    PartitionedQuery, PartitionedResult, Queryable, SelectHints, SelectRequest, StorageSeries,
+};
 use crate::util::{drop_metadata_arc, signature_into};
 use crate::value::{
     hist_size, is_stale_nan, total_points, ESample, ESeries, EValue, Hist, Mat, Metric, Sample,
@@ -310,6 +312,9 @@ impl Engine {
             )));
         }
         let root = ast::preprocess(root, start, end);
+        if let Some(res) = self.try_partitioned(q, query, &root, vt, start, end, step) {
+            return res;
+        }
         let (sels, storage_warnings) =
             prepare(q, &root, conv.selectors(), start, end, step, &self.opts)?;
         if Instant::now() > deadline {
@@ -407,6 +412,111 @@ fn lookback_delta(o: &EngineOptions) -> i64 {
     } else {
         300_000
     }
+}
+
+impl Engine {
+    /// Hands a partition-local query to a partitioned storage whole (see
+    /// the `partition` module and [`Queryable::eval_partitioned`]); `None`
+    /// evaluates it here. Only with the default experimental-function and
+    /// name-removal settings, which are those of the stores' engines.
+    #[allow(clippy::too_many_arguments)]
+    fn try_partitioned(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        root: &ast::Node,
+        vt: VType,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Option<Result<QueryResult, QueryError>> {
+        let defaults = EngineOptions::default();
+        if vt != VType::Vector
+            || self.opts.enable_experimental_functions != defaults.enable_experimental_functions
+            || self.opts.enable_delayed_name_removal != defaults.enable_delayed_name_removal
+        {
+            return None;
+        }
+        let labels = q.partition_labels()?;
+        if !crate::partition::is_partition_local(root, &labels) {
+            return None;
+        }
+        let res = q.eval_partitioned(&PartitionedQuery {
+            query,
+            start,
+            end,
+            step,
+            lookback: lookback_delta(&self.opts),
+        })?;
+        Some(
+            res.map_err(|e| QueryError::Storage(e.0))
+                .and_then(|r| partitioned_value(r, start, step)),
+        )
+    }
+}
+
+/// The engine's answer from the stores' concatenated answers: an instant
+/// vector of each series' point at `start`, or a matrix sorted by labels;
+/// annotations split into warnings and infos by their prefix, each once.
+fn partitioned_value(
+    r: PartitionedResult,
+    start: i64,
+    step: i64,
+) -> Result<QueryResult, QueryError> {
+    let mut warnings: Vec<String> = Vec::new();
+    let mut infos: Vec<String> = Vec::new();
+    for w in r.warnings {
+        let to = if w.starts_with("PromQL info:") {
+            &mut infos
+        } else {
+            &mut warnings
+        };
+        if !to.contains(&w) {
+            to.push(w);
+        }
+    }
+    let value = if step == 0 {
+        // Sorted by labels, so the answer does not depend on the order in
+        // which the stores were asked.
+        let mut v: Vec<Sample> = r
+            .series
+            .into_iter()
+            .filter_map(|(metric, points)| {
+                points.first().map(|&(_, f)| Sample {
+                    metric,
+                    t: start,
+                    f,
+                    h: None,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.metric.cmp(&b.metric));
+        if v.windows(2).any(|w| w[0].metric == w[1].metric) {
+            return Err(exec_err(DUPLICATE_LABELSET));
+        }
+        Value::Vector(v)
+    } else {
+        let mut out: Vec<Series> = r
+            .series
+            .into_iter()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(metric, floats)| Series {
+                metric,
+                floats,
+                histograms: Vec::new(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.metric.cmp(&b.metric));
+        if out.windows(2).any(|w| w[0].metric == w[1].metric) {
+            return Err(exec_err(DUPLICATE_LABELSET));
+        }
+        Value::Matrix(out)
+    };
+    Ok(QueryResult {
+        value,
+        warnings,
+        infos,
+    })
 }
 
 /// The default subquery step, with Prometheus' default for non-positive values.

@@ -54,6 +54,7 @@ pub mod histogram;
 mod info;
 mod lex;
 pub mod parser;
+mod partition;
 pub mod promqltest;
 mod quantile;
 pub mod storage;
@@ -64,6 +65,7 @@ pub use engine::{Engine, EngineOptions, QueryError, QueryResult};
 pub use histogram::FloatHistogram;
 pub use parser::{format_query, parse};
 pub use storage::{
-    MemStorage, Queryable, SelectHints, SelectRequest, SelectResult, StorageError, StorageSeries,
+    MemStorage, PartitionedQuery, PartitionedResult, Queryable, SelectHints, SelectRequest,
+    SelectResult, StorageError, StorageSeries,
 };
 pub use value::{Sample, Series, Value};

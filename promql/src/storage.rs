@@ -85,6 +85,52 @@ pub trait Queryable: Send + Sync {
             .map(|r| self.select(r.matchers, r.hints))
             .collect()
     }
+
+    /// The names of the labels that partition this storage, when it is
+    /// made of stores that can each evaluate a whole query over their own
+    /// part (every series of a store carries the store's values of these
+    /// labels, and no two stores share them). The engine then hands
+    /// partition-local queries (see the `partition` module) to
+    /// [`Queryable::eval_partitioned`]. `None` (the default): evaluate here.
+    fn partition_labels(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Evaluates a partition-local query on every partition and
+    /// concatenates the answers. `None` when it cannot (a store lacks
+    /// support, or the times do not fit its wire format): the engine then
+    /// evaluates the query itself, as if this were never called.
+    fn eval_partitioned(
+        &self,
+        _query: &PartitionedQuery<'_>,
+    ) -> Option<Result<PartitionedResult, StorageError>> {
+        None
+    }
+}
+
+/// A whole query handed to a partitioned storage
+/// ([`Queryable::eval_partitioned`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PartitionedQuery<'a> {
+    /// The query text, as the engine parsed it.
+    pub query: &'a str,
+    /// Evaluation times (ms): `start == end` and `step == 0` for an instant
+    /// query.
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+    /// The engine's lookback delta (ms).
+    pub lookback: i64,
+}
+
+/// The concatenated answers of every partition to a [`PartitionedQuery`].
+#[derive(Clone, Debug, Default)]
+pub struct PartitionedResult {
+    /// One entry per output series: its labels and float points (ms).
+    pub series: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// Messages to report: the stores' annotations (`PromQL warning: …`,
+    /// `PromQL info: …`) and failed stores under partial response.
+    pub warnings: Vec<String>,
 }
 
 /// One selector of a [`Queryable::select_many`] batch.

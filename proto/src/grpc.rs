@@ -54,6 +54,8 @@ use tonic_health::ServingStatus;
 use crate::thanos::info::{info_client::InfoClient, info_server::InfoServer};
 use crate::thanos::metadata_client::MetadataClient;
 use crate::thanos::metadata_server::MetadataServer;
+use crate::thanos::query_client::QueryClient;
+use crate::thanos::query_server::QueryServer;
 use crate::thanos::store_client::StoreClient;
 use crate::thanos::store_server::StoreServer;
 use crate::thanos::writeable_store_client::WriteableStoreClient;
@@ -480,6 +482,7 @@ server_limits! {
     WriteableStoreServer: crate::thanos::writeable_store_server::WriteableStore,
     InfoServer: crate::thanos::info::info_server::Info,
     MetadataServer: crate::thanos::metadata_server::Metadata,
+    QueryServer: crate::thanos::query_server::Query,
 }
 
 macro_rules! client_limits {
@@ -502,7 +505,8 @@ client_limits!(
     StoreClient,
     WriteableStoreClient,
     InfoClient,
-    MetadataClient
+    MetadataClient,
+    QueryClient
 );
 
 /// Sets the overall (`""`) status of a [`health_service`], as Thanos' probe does.

@@ -4,7 +4,7 @@
 //!
 //! | Rust module | proto package | our file (`proto/proto/…`) | upstream file |
 //! |---|---|---|---|
-//! | [`thanos`] | `thanos` | `store/labelpb/types.proto`, `store/storepb/{types,rpc}.proto`, `metadata/metadatapb/rpc.proto` | thanos `pkg/store/labelpb/types.proto`, `pkg/store/storepb/{types,rpc}.proto`, `pkg/metadata/metadatapb/rpc.proto` |
+//! | [`thanos`] | `thanos` | `store/labelpb/types.proto`, `store/storepb/{types,rpc}.proto`, `metadata/metadatapb/rpc.proto`, `api/query/querypb/query.proto` | thanos `pkg/store/labelpb/types.proto`, `pkg/store/storepb/{types,rpc}.proto`, `pkg/metadata/metadatapb/rpc.proto`, `pkg/api/query/querypb/query.proto` |
 //! | [`thanos::info`] | `thanos.info` | `info/infopb/rpc.proto` | thanos `pkg/info/infopb/rpc.proto` |
 //! | [`hintspb`] | `hintspb` | `store/hintspb/hints.proto` | thanos `pkg/store/hintspb/hints.proto` |
 //! | [`prometheus_copy`] | `prometheus_copy` | `store/storepb/prompb/{types,remote}.proto` | thanos `pkg/store/storepb/prompb/{types,remote}.proto` |
@@ -24,6 +24,11 @@
 //! - [`thanos::metadata_server::Metadata`] / [`thanos::metadata_client::MetadataClient`]:
 //!   `/thanos.Metadata/MetricMetadata` (server streaming): metric metadata
 //!   as Prometheus' `/api/v1/metadata` has it.
+//! - [`thanos::query_server::Query`] / [`thanos::query_client::QueryClient`]:
+//!   `/thanos.Query/Query` and `/thanos.Query/QueryRange` (server
+//!   streaming): a whole PromQL query evaluated by a remote engine (Thanos'
+//!   distributed mode; strata's querier hands store-local queries to
+//!   `strata tsdb` this way).
 //! - [`thanos::info::info_server::Info`] / [`thanos::info::info_client::InfoClient`]:
 //!   `/thanos.info.Info/Info`.
 //! - The standard `grpc.health.v1.Health` service, from `tonic-health`: see

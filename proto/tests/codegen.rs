@@ -21,6 +21,7 @@ const PROTOS: &[&str] = &[
     "store/hintspb/hints.proto",
     "info/infopb/rpc.proto",
     "metadata/metadatapb/rpc.proto",
+    "api/query/querypb/query.proto",
     "prompb/types.proto",
     "prompb/remote.proto",
 ];

@@ -113,6 +113,9 @@ pub struct StoreMeta {
     pub has_store: bool,
     /// The endpoint serves the Metadata API (Info's `metric_metadata` set).
     pub has_metadata: bool,
+    /// The endpoint serves the Query API (Info's `query` set): whole
+    /// queries can be handed to it (`--query.mode=distributed`).
+    pub has_query_api: bool,
 }
 
 impl StoreMeta {
@@ -141,6 +144,7 @@ impl StoreMeta {
             supports_without_replica_labels: wrl,
             has_store,
             has_metadata: r.metric_metadata.is_some(),
+            has_query_api: r.query.is_some(),
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct QuerierConfig {
     pub response_timeout: Option<Duration>,
     /// For `/api/v1/status/flags`.
     pub flags: BTreeMap<String, String>,
+    /// `--query.mode=distributed`: partition-local queries go whole to
+    /// stores serving the Query API (see `FanoutQueryable`).
+    pub distributed: bool,
 }
 
 impl Default for QuerierConfig {
@@ -135,6 +138,7 @@ impl Default for QuerierConfig {
             default_step: Duration::from_secs(1),
             response_timeout: None,
             flags: BTreeMap::new(),
+            distributed: true,
         }
     }
 }
@@ -291,6 +295,7 @@ impl Querier {
         let proxy = ProxyOptions {
             response_timeout: cfg.response_timeout,
             max_series: cfg.max_series,
+            distributed: cfg.distributed,
         };
         let mut engine = EngineOptions {
             max_samples: cfg.max_samples,

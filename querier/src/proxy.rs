@@ -70,6 +70,9 @@ pub struct ProxyOptions {
     pub response_timeout: Option<Duration>,
     /// `--query.max-series`: most series one request may return, 0 = no limit.
     pub max_series: usize,
+    /// `--query.mode=distributed`: hand partition-local queries whole to
+    /// stores that serve the Query API ([`query_whole`]).
+    pub distributed: bool,
 }
 
 /// What to do for one request besides the StoreAPI request itself.
@@ -325,6 +328,111 @@ pub async fn series(
         )));
     }
     Ok(SeriesSet { series, warnings })
+}
+
+/// A whole query for [`query_whole`]: times in whole seconds, as the
+/// Query API carries them.
+#[derive(Clone, Debug)]
+pub struct WholeQuery {
+    pub query: String,
+    pub start_s: i64,
+    pub end_s: i64,
+    /// 0 for an instant query.
+    pub step_s: i64,
+    pub lookback_s: i64,
+}
+
+/// Series and messages of every store's answer to a whole query.
+pub type WholeAnswer = (Vec<(Labels, Vec<(i64, f64)>)>, Vec<String>);
+
+/// Sends `q` to every store in `eps` over the Query API (`/thanos.Query/Query`
+/// or `QueryRange`) concurrently, and concatenates the answers. Any failing
+/// store fails the whole call, whatever the partial-response setting: the
+/// caller then evaluates the query itself, which reports the failure the
+/// way a local evaluation does.
+pub async fn query_whole(
+    eps: &[Arc<Endpoint>],
+    q: WholeQuery,
+    fo: &Fanout,
+    opts: &ProxyOptions,
+) -> Result<WholeAnswer, ProxyError> {
+    let fo = Fanout {
+        partial_response: false,
+        ..fo.clone()
+    };
+    let timeout_s = fo
+        .deadline
+        .map(|d| d.saturating_duration_since(Instant::now()).as_secs().max(1) as i64)
+        .unwrap_or(0);
+    let (answers, _) = fan_out(eps, &fo, opts, |ep| {
+        let q = q.clone();
+        async move { store_query(&ep, q, timeout_s).await }
+    })
+    .await?;
+    let mut series = Vec::new();
+    let mut messages = Vec::new();
+    for (s, m) in answers {
+        series.extend(s);
+        messages.extend(m);
+    }
+    Ok((series, messages))
+}
+
+/// One store's answer to a whole query.
+async fn store_query(
+    ep: &Endpoint,
+    q: WholeQuery,
+    timeout_s: i64,
+) -> Result<(WholeAnswer, Vec<String>), CallError> {
+    use strata_proto::thanos::query_client::QueryClient;
+    use strata_proto::thanos::{
+        query_range_response, query_response, QueryRangeRequest, QueryRequest,
+    };
+    let mut client = QueryClient::new(ep.channel.clone()).with_message_limits(MAX_MESSAGE_SIZE);
+    let mut series = Vec::new();
+    let mut messages = Vec::new();
+    let mut add = |ts: strata_proto::prometheus_copy::TimeSeries| {
+        let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
+        let points = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+        series.push((labels, points));
+    };
+    let status = |s: tonic::Status| CallError::Store(status_text(&s));
+    if q.step_s == 0 {
+        let req = QueryRequest {
+            query: q.query,
+            time_seconds: q.start_s,
+            timeout_seconds: timeout_s,
+            lookback_delta_seconds: q.lookback_s,
+            ..Default::default()
+        };
+        let mut stream = client.query(req).await.map_err(status)?.into_inner();
+        while let Some(frame) = stream.message().await.map_err(status)? {
+            match frame.result {
+                Some(query_response::Result::Timeseries(ts)) => add(ts),
+                Some(query_response::Result::Warnings(w)) => messages.push(w),
+                None => {}
+            }
+        }
+    } else {
+        let req = QueryRangeRequest {
+            query: q.query,
+            start_time_seconds: q.start_s,
+            end_time_seconds: q.end_s,
+            interval_seconds: q.step_s,
+            timeout_seconds: timeout_s,
+            lookback_delta_seconds: q.lookback_s,
+            ..Default::default()
+        };
+        let mut stream = client.query_range(req).await.map_err(status)?.into_inner();
+        while let Some(frame) = stream.message().await.map_err(status)? {
+            match frame.result {
+                Some(query_range_response::Result::Timeseries(ts)) => add(ts),
+                Some(query_range_response::Result::Warnings(w)) => messages.push(w),
+                None => {}
+            }
+        }
+    }
+    Ok(((series, messages), Vec::new()))
 }
 
 /// Heap entry of the k-way merge: the head series of list `idx`.

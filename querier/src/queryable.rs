@@ -34,7 +34,8 @@ use std::time::Instant;
 use futures::StreamExt;
 use strata_promql::FloatHistogram;
 use strata_promql::{
-    Queryable, SelectHints, SelectRequest, SelectResult, StorageError, StorageSeries,
+    PartitionedQuery, PartitionedResult, Queryable, SelectHints, SelectRequest, SelectResult,
+    StorageError, StorageSeries,
 };
 use strata_proto::thanos::{
     chunk::Encoding, Aggr, AggrChunk, Chunk, Func, Grouping, PartialResponseStrategy, QueryHints,
@@ -513,6 +514,78 @@ impl Queryable for FanoutQueryable {
             .zip(requests)
             .map(|(set, r)| set.and_then(|set| self.decode(set, r.hints)))
             .collect()
+    }
+
+    /// The external label names, when every active store serves the Query
+    /// API and the stores partition the data: one external label set each,
+    /// all with the same names, pairwise different, and none of them a
+    /// replica label being deduplicated (replicas hold the same data, and
+    /// merging them is the querier's job). Off with `storeMatch[]`, a
+    /// downsampled resolution, or `--query.mode=local`.
+    fn partition_labels(&self) -> Option<Vec<String>> {
+        if !self.proxy.distributed
+            || !self.params.store_matchers.is_empty()
+            || self.params.max_resolution_ms != 0
+        {
+            return None;
+        }
+        let eps = self.set.active();
+        let strip = self.params.strip_labels();
+        let mut names: Option<Vec<String>> = None;
+        let mut seen = std::collections::HashSet::new();
+        for ep in &eps {
+            let meta = ep.meta()?;
+            let [ls] = meta.label_sets.as_slice() else {
+                return None;
+            };
+            if !meta.has_query_api
+                || ls.is_empty()
+                || ls.iter().any(|l| strip.iter().any(|r| *r == *l.name))
+            {
+                return None;
+            }
+            let n: Vec<String> = ls.iter().map(|l| l.name.to_string()).collect();
+            match &names {
+                None => names = Some(n),
+                Some(prev) if *prev != n => return None,
+                Some(_) => {}
+            }
+            if !seen.insert(ls.clone()) {
+                return None;
+            }
+        }
+        names
+    }
+
+    /// Sends the query to every active store over the Query API. `None`
+    /// (evaluate locally) when a time is not a whole second (the API's
+    /// wire unit) or any store fails: the local evaluation then reports the
+    /// failure as usual (a warning under partial response, else an error).
+    fn eval_partitioned(
+        &self,
+        q: &PartitionedQuery<'_>,
+    ) -> Option<Result<PartitionedResult, StorageError>> {
+        let whole = |ms: i64| (ms % 1000 == 0).then_some(ms / 1000);
+        let wq = proxy::WholeQuery {
+            query: q.query.to_string(),
+            start_s: whole(q.start)?,
+            end_s: whole(q.end)?,
+            step_s: whole(q.step)?,
+            lookback_s: whole(q.lookback)?,
+        };
+        let eps = self.set.active();
+        let (fo, opts) = (self.params.fanout(), self.proxy.clone());
+        let task = self
+            .rt
+            .spawn(async move { proxy::query_whole(&eps, wq, &fo, &opts).await });
+        match self.rt.block_on(task) {
+            Ok(Ok((series, warnings))) => Some(Ok(PartitionedResult { series, warnings })),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "distributed query failed; evaluating locally");
+                None
+            }
+            Err(_) => None,
+        }
     }
 }
 

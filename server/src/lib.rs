@@ -385,6 +385,7 @@ async fn start_grpc(
     use strata_proto::grpc::{MessageLimits, ServerOptions as GrpcOptions};
     use strata_proto::thanos::info::info_server::InfoServer;
     use strata_proto::thanos::metadata_server::MetadataServer;
+    use strata_proto::thanos::query_server::QueryServer;
     use strata_proto::thanos::store_server::StoreServer;
     let listen_err = |source| Error::Listen {
         addr: addr.to_string(),
@@ -407,6 +408,7 @@ async fn start_grpc(
         .add_service(health_server)
         .add_service(StoreServer::new(store.clone()).with_message_limits(max))
         .add_service(MetadataServer::new(store.clone()).with_message_limits(max))
+        .add_service(QueryServer::new(store.clone()).with_message_limits(max))
         .add_service(InfoServer::new(store).with_message_limits(max));
     health.ready().await;
     let incoming = opts.incoming(listener);

@@ -39,6 +39,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use strata_proto::prometheus_copy;
 use strata_proto::storeapi::{
     aggr_chunk_from_remote, convert_matchers, finish_label_names, finish_label_values,
     finish_labels, frame_stream, label_values_plan, match_external, sort_and_merge, to_frames,
@@ -47,11 +48,16 @@ use strata_proto::storeapi::{
 use strata_proto::thanos::info::info_server::Info;
 use strata_proto::thanos::info::{InfoRequest, InfoResponse};
 use strata_proto::thanos::metadata_server::Metadata;
+use strata_proto::thanos::query_server::Query;
 use strata_proto::thanos::store_server::Store;
 use strata_proto::thanos::{
     metric_metadata_response, AggrChunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest,
     MetricMetadataResponse, Series, SeriesRequest, SeriesResponse,
+};
+use strata_proto::thanos::{
+    query_range_response, query_response, Label, QueryRangeRequest, QueryRangeResponse,
+    QueryRequest, QueryResponse,
 };
 use strata_tsdb::labels::Matcher;
 use strata_tsdb::series::ChunkSeries;
@@ -169,7 +175,10 @@ impl TsdbStore {
     }
 
     fn info_response(&self) -> InfoResponse {
-        tsdb_info("receive", &self.ext(), self.min_time())
+        let mut info = tsdb_info("receive", &self.ext(), self.min_time());
+        // The Query API (whole queries, evaluated here) is served too.
+        info.query = Some(strata_proto::thanos::info::QueryApiInfo {});
+        info
     }
 }
 
@@ -373,5 +382,254 @@ impl Info for TsdbStore {
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         self.shared.metrics.grpc_request("Info", true);
         Ok(Response::new(self.info_response()))
+    }
+}
+
+/// [`crate::backend::DbQueryable`] as a store answers: every series with
+/// the external labels attached (they win over a series label of the same
+/// name), matchers on external labels decided by their values. This is
+/// what the `thanos.Query` API evaluates over, so a querier's
+/// `sum by (cluster) (…)` groups here as it would over the StoreAPI.
+struct ExtLabelsQueryable {
+    db: crate::backend::DbQueryable,
+    ext: Vec<(String, String)>,
+}
+
+impl strata_promql::Queryable for ExtLabelsQueryable {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &strata_promql::SelectHints,
+    ) -> Result<strata_promql::SelectResult, strata_promql::StorageError> {
+        let Some(mut rest) = match_external(&self.ext, matchers.to_vec()) else {
+            return Ok(Default::default());
+        };
+        if rest.is_empty() {
+            // Only external-label matchers: every series of this store.
+            rest.push(
+                Matcher::new(strata_tsdb::labels::MatchType::Regex, "__name__", ".+")
+                    .map_err(|e| strata_promql::StorageError(e.to_string()))?,
+            );
+        }
+        let mut res = self.db.select(&rest, hints)?;
+        for s in &mut res.series {
+            s.labels = strata_tsdb::labels::Labels::from_pairs(
+                s.labels
+                    .iter()
+                    .filter(|l| !self.ext.iter().any(|(n, _)| **n == *l.name))
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .chain(self.ext.iter().map(|(n, v)| {
+                        (
+                            std::sync::Arc::from(n.as_str()),
+                            std::sync::Arc::from(v.as_str()),
+                        )
+                    })),
+            );
+        }
+        res.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(res)
+    }
+}
+
+type QueryFrames =
+    tonic::codegen::tokio_stream::Iter<std::vec::IntoIter<Result<QueryResponse, Status>>>;
+type QueryRangeFrames =
+    tonic::codegen::tokio_stream::Iter<std::vec::IntoIter<Result<QueryRangeResponse, Status>>>;
+
+/// A query's answer on the Query API: series, then the engine's messages.
+/// Native histogram results are `Unimplemented` (the querier then
+/// evaluates the query itself), as are non-vector results.
+fn query_frames(
+    res: strata_promql::QueryResult,
+) -> Result<(Vec<prometheus_copy::TimeSeries>, Vec<String>), Status> {
+    use strata_promql::Value;
+    let labels = |m: &strata_tsdb::labels::Labels| -> Vec<Label> {
+        m.iter()
+            .map(|l| Label {
+                name: l.name.to_string(),
+                value: l.value.to_string(),
+            })
+            .collect()
+    };
+    let no_histograms =
+        || Status::unimplemented("native histogram results are not served over the Query API");
+    let series = match res.value {
+        Value::Vector(v) => v
+            .into_iter()
+            .map(|s| {
+                if s.h.is_some() {
+                    return Err(no_histograms());
+                }
+                Ok(prometheus_copy::TimeSeries {
+                    labels: labels(&s.metric),
+                    samples: vec![prometheus_copy::Sample {
+                        value: s.f,
+                        timestamp: s.t,
+                    }],
+                    ..Default::default()
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Value::Matrix(m) => m
+            .into_iter()
+            .map(|s| {
+                if !s.histograms.is_empty() {
+                    return Err(no_histograms());
+                }
+                Ok(prometheus_copy::TimeSeries {
+                    labels: labels(&s.metric),
+                    samples: s
+                        .floats
+                        .into_iter()
+                        .map(|(t, v)| prometheus_copy::Sample {
+                            value: v,
+                            timestamp: t,
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Value::Scalar(..) | Value::String(..) => {
+            return Err(Status::unimplemented(
+                "only instant-vector queries are served over the Query API",
+            ))
+        }
+    };
+    let mut messages = res.warnings;
+    messages.extend(res.infos);
+    Ok((series, messages))
+}
+
+impl TsdbStore {
+    /// Evaluates one Query API request: the server's engine options, with
+    /// the request's lookback delta and timeout when set, over the
+    /// external-labelled view of the storage, on a blocking thread.
+    async fn eval_query(
+        &self,
+        query: String,
+        start_s: i64,
+        end_s: i64,
+        step_s: i64,
+        timeout_s: i64,
+        lookback_s: i64,
+    ) -> Result<(Vec<prometheus_copy::TimeSeries>, Vec<String>), Status> {
+        let secs = |s: i64| {
+            s.checked_mul(1000)
+                .ok_or_else(|| Status::invalid_argument("time out of range"))
+        };
+        let (start, end, step) = (secs(start_s)?, secs(end_s)?, secs(step_s)?);
+        let mut opts = crate::web::engine_options(&self.shared.opts);
+        if lookback_s > 0 {
+            opts.lookback_delta = secs(lookback_s)?;
+        }
+        if timeout_s > 0 {
+            opts.timeout = opts
+                .timeout
+                .min(std::time::Duration::from_secs(timeout_s as u64));
+        }
+        let _slot = self
+            .series_slots
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("server is stopping"))?;
+        let q = ExtLabelsQueryable {
+            db: crate::backend::DbQueryable(self.shared.db.clone()),
+            ext: self.ext(),
+        };
+        let res = tokio::task::spawn_blocking(move || {
+            let engine = strata_promql::Engine::new(opts);
+            if step == 0 {
+                engine.instant(&q, &query, start)
+            } else {
+                engine.range(&q, &query, start, end, step)
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let res = res.map_err(|e| match e.error_type() {
+            "bad_data" => Status::invalid_argument(e.to_string()),
+            "timeout" => Status::deadline_exceeded(e.to_string()),
+            "canceled" => Status::cancelled(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        })?;
+        query_frames(res)
+    }
+}
+
+#[tonic::async_trait]
+impl Query for TsdbStore {
+    type QueryStream = QueryFrames;
+    type QueryRangeStream = QueryRangeFrames;
+
+    async fn query(
+        &self,
+        request: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
+        let r = request.into_inner();
+        let res = self
+            .eval_query(
+                r.query,
+                r.time_seconds,
+                r.time_seconds,
+                0,
+                r.timeout_seconds,
+                r.lookback_delta_seconds,
+            )
+            .await;
+        self.shared.metrics.grpc_request("Query", res.is_ok());
+        let (series, messages) = res?;
+        let frames: Vec<_> = series
+            .into_iter()
+            .map(query_response::Result::Timeseries)
+            .chain(messages.into_iter().map(query_response::Result::Warnings))
+            .map(|r| {
+                Ok(QueryResponse {
+                    result: Some(r),
+                    stats: None,
+                })
+            })
+            .collect();
+        Ok(Response::new(tonic::codegen::tokio_stream::iter(frames)))
+    }
+
+    async fn query_range(
+        &self,
+        request: Request<QueryRangeRequest>,
+    ) -> Result<Response<Self::QueryRangeStream>, Status> {
+        let r = request.into_inner();
+        if r.interval_seconds <= 0 {
+            return Err(Status::invalid_argument(
+                "interval_seconds must be positive",
+            ));
+        }
+        let res = self
+            .eval_query(
+                r.query,
+                r.start_time_seconds,
+                r.end_time_seconds,
+                r.interval_seconds,
+                r.timeout_seconds,
+                r.lookback_delta_seconds,
+            )
+            .await;
+        self.shared.metrics.grpc_request("QueryRange", res.is_ok());
+        let (series, messages) = res?;
+        let frames: Vec<_> = series
+            .into_iter()
+            .map(query_range_response::Result::Timeseries)
+            .chain(
+                messages
+                    .into_iter()
+                    .map(query_range_response::Result::Warnings),
+            )
+            .map(|r| {
+                Ok(QueryRangeResponse {
+                    result: Some(r),
+                    stats: None,
+                })
+            })
+            .collect();
+        Ok(Response::new(tonic::codegen::tokio_stream::iter(frames)))
     }
 }

@@ -154,22 +154,46 @@ pub fn compare_metadata_apis(got: &Api, want: &Api, start: f64, end: f64) {
     );
 }
 
-/// Both read paths: the querier over the sidecars, and a querier over the
-/// tsdbs' own StoreAPIs (`strata tsdb --grpc-address`), each against the
-/// reference.
+/// `strata_tsdb_storeapi_requests_total{method, result}` of a tsdb.
+fn storeapi_requests(tsdb: &StrataTsdb, method: &str, result: &str) -> f64 {
+    let line =
+        format!("strata_tsdb_storeapi_requests_total{{method=\"{method}\",result=\"{result}\"}} ");
+    tsdb.api
+        .text("/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every read path against the reference: the querier over the sidecars;
+/// a querier over the tsdbs' own StoreAPIs (`strata tsdb --grpc-address`)
+/// evaluating everything itself (`--query.mode=local`); and one handing
+/// partition-local queries whole to the tsdbs (the default, distributed).
 #[test]
 fn two_clusters_answer_like_one_prometheus() {
     let fed = Federation::start(2, true, None);
     let queries = dataset::queries(fed.ds.qend - 3600);
     assert!(queries.len() >= 30);
     let (times, range) = fed.times();
+    let pushed = |m: &str| -> f64 {
+        fed.clusters
+            .iter()
+            .map(|(t, _)| storeapi_requests(t, m, "success"))
+            .sum()
+    };
     for (what, q) in [
         ("strata query over sidecars", fed.querier("querier", &[])),
         (
             "strata query over the tsdbs' StoreAPI",
-            fed.direct_querier("querier-direct", &[]),
+            fed.direct_querier("querier-direct", &["--query.mode=local"]),
+        ),
+        (
+            "strata query handing queries to the tsdbs",
+            fed.direct_querier("querier-distributed", &[]),
         ),
     ] {
+        let before = (pushed("Query"), pushed("QueryRange"));
         let (diffs, warns) =
             compare_query_set(&q.api, fed.reference(), &queries, &times, range, &[]);
         assert_no_diffs(
@@ -180,6 +204,17 @@ fn two_clusters_answer_like_one_prometheus() {
         let bad = unexpected_warnings(&warns);
         assert!(bad.is_empty(), "{what}: unexpected warnings: {bad:?}");
         compare_metadata_apis(&q.api, fed.reference(), range.0, range.1);
+        let handed = (pushed("Query") - before.0, pushed("QueryRange") - before.1);
+        if what.contains("handing") {
+            // Most of the set groups by cluster; each such query reaches
+            // both tsdbs, instant and range.
+            assert!(
+                handed.0 >= 20.0 && handed.1 >= 10.0,
+                "{what}: only {handed:?} whole queries reached the tsdbs"
+            );
+        } else {
+            assert_eq!(handed, (0.0, 0.0), "{what}: no query is handed over");
+        }
     }
 }
 

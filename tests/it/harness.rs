@@ -220,6 +220,16 @@ impl Api {
         Self::parse(r)
     }
 
+    /// GET returning the body as text (e.g. `/metrics`).
+    pub fn text(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.base);
+        self.client
+            .get(&url)
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
     /// POST with an `application/x-www-form-urlencoded` body.
     pub fn post_form(&self, path: &str, params: &[(&str, String)]) -> Resp {
         let url = format!("{}{path}", self.base);

@@ -1853,3 +1853,608 @@ pub mod metadata_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct QueryStats {
+    #[prost(int64, tag = "1")]
+    pub samples_total: i64,
+    #[prost(int64, tag = "2")]
+    pub peak_samples: i64,
+}
+impl ::prost::Name for QueryStats {
+    const NAME: &'static str = "QueryStats";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.QueryStats".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.QueryStats".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct QueryRequest {
+    #[prost(string, tag = "1")]
+    pub query: ::prost::alloc::string::String,
+    /// A serialized plan (Thanos engine); strata evaluates `query` and
+    /// ignores it.
+    #[prost(message, optional, tag = "14")]
+    pub query_plan: ::core::option::Option<QueryPlan>,
+    /// Evaluation time, Unix seconds.
+    #[prost(int64, tag = "2")]
+    pub time_seconds: i64,
+    #[prost(int64, tag = "3")]
+    pub timeout_seconds: i64,
+    #[prost(int64, tag = "4")]
+    pub max_resolution_seconds: i64,
+    #[prost(string, repeated, tag = "5")]
+    pub replica_labels: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, repeated, tag = "6")]
+    pub store_matchers: ::prost::alloc::vec::Vec<StoreMatchers>,
+    #[prost(bool, tag = "7")]
+    pub enable_dedup: bool,
+    #[prost(bool, tag = "8")]
+    pub enable_partial_response: bool,
+    #[prost(bool, tag = "10")]
+    pub skip_chunks: bool,
+    #[prost(message, optional, tag = "11")]
+    pub shard_info: ::core::option::Option<ShardInfo>,
+    #[prost(int64, tag = "12")]
+    pub lookback_delta_seconds: i64,
+    #[prost(enumeration = "EngineType", tag = "13")]
+    pub engine: i32,
+}
+impl ::prost::Name for QueryRequest {
+    const NAME: &'static str = "QueryRequest";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.QueryRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.QueryRequest".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct StoreMatchers {
+    #[prost(message, repeated, tag = "1")]
+    pub label_matchers: ::prost::alloc::vec::Vec<LabelMatcher>,
+}
+impl ::prost::Name for StoreMatchers {
+    const NAME: &'static str = "StoreMatchers";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.StoreMatchers".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.StoreMatchers".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct QueryResponse {
+    #[prost(message, optional, tag = "3")]
+    pub stats: ::core::option::Option<QueryStats>,
+    #[prost(oneof = "query_response::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<query_response::Result>,
+}
+/// Nested message and enum types in `QueryResponse`.
+pub mod query_response {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        /// A message from the engine (an annotation, a failed store).
+        #[prost(string, tag = "1")]
+        Warnings(::prost::alloc::string::String),
+        /// One series of the result.
+        #[prost(message, tag = "2")]
+        Timeseries(super::super::prometheus_copy::TimeSeries),
+    }
+}
+impl ::prost::Name for QueryResponse {
+    const NAME: &'static str = "QueryResponse";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.QueryResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.QueryResponse".into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct QueryPlan {
+    #[prost(oneof = "query_plan::Encoding", tags = "1")]
+    pub encoding: ::core::option::Option<query_plan::Encoding>,
+}
+/// Nested message and enum types in `queryPlan`.
+pub mod query_plan {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Encoding {
+        #[prost(bytes, tag = "1")]
+        Json(::prost::bytes::Bytes),
+    }
+}
+impl ::prost::Name for QueryPlan {
+    const NAME: &'static str = "queryPlan";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.queryPlan".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.queryPlan".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct QueryRangeRequest {
+    #[prost(string, tag = "1")]
+    pub query: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "16")]
+    pub query_plan: ::core::option::Option<QueryPlan>,
+    /// Unix seconds.
+    #[prost(int64, tag = "2")]
+    pub start_time_seconds: i64,
+    #[prost(int64, tag = "3")]
+    pub end_time_seconds: i64,
+    #[prost(int64, tag = "4")]
+    pub interval_seconds: i64,
+    #[prost(int64, tag = "5")]
+    pub timeout_seconds: i64,
+    #[prost(int64, tag = "6")]
+    pub max_resolution_seconds: i64,
+    #[prost(string, repeated, tag = "7")]
+    pub replica_labels: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, repeated, tag = "8")]
+    pub store_matchers: ::prost::alloc::vec::Vec<StoreMatchers>,
+    #[prost(bool, tag = "9")]
+    pub enable_dedup: bool,
+    #[prost(bool, tag = "10")]
+    pub enable_partial_response: bool,
+    #[prost(bool, tag = "12")]
+    pub skip_chunks: bool,
+    #[prost(message, optional, tag = "13")]
+    pub shard_info: ::core::option::Option<ShardInfo>,
+    #[prost(int64, tag = "14")]
+    pub lookback_delta_seconds: i64,
+    #[prost(enumeration = "EngineType", tag = "15")]
+    pub engine: i32,
+}
+impl ::prost::Name for QueryRangeRequest {
+    const NAME: &'static str = "QueryRangeRequest";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.QueryRangeRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.QueryRangeRequest".into()
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct QueryRangeResponse {
+    #[prost(message, optional, tag = "3")]
+    pub stats: ::core::option::Option<QueryStats>,
+    #[prost(oneof = "query_range_response::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<query_range_response::Result>,
+}
+/// Nested message and enum types in `QueryRangeResponse`.
+pub mod query_range_response {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(string, tag = "1")]
+        Warnings(::prost::alloc::string::String),
+        #[prost(message, tag = "2")]
+        Timeseries(super::super::prometheus_copy::TimeSeries),
+    }
+}
+impl ::prost::Name for QueryRangeResponse {
+    const NAME: &'static str = "QueryRangeResponse";
+    const PACKAGE: &'static str = "thanos";
+    fn full_name() -> ::prost::alloc::string::String {
+        "thanos.QueryRangeResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/thanos.QueryRangeResponse".into()
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum EngineType {
+    Default = 0,
+    Prometheus = 1,
+    Thanos = 2,
+}
+impl EngineType {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Prometheus => "prometheus",
+            Self::Thanos => "thanos",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "default" => Some(Self::Default),
+            "prometheus" => Some(Self::Prometheus),
+            "thanos" => Some(Self::Thanos),
+            _ => None,
+        }
+    }
+}
+/// Generated client implementations.
+pub mod query_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// `/thanos.Query/Query` and `/thanos.Query/QueryRange`.
+    #[derive(Debug, Clone)]
+    pub struct QueryClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl QueryClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> QueryClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> QueryClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            QueryClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        pub async fn query(
+            &mut self,
+            request: impl tonic::IntoRequest<super::QueryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::QueryResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/thanos.Query/Query");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("thanos.Query", "Query"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        pub async fn query_range(
+            &mut self,
+            request: impl tonic::IntoRequest<super::QueryRangeRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::QueryRangeResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/thanos.Query/QueryRange");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("thanos.Query", "QueryRange"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod query_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with QueryServer.
+    #[async_trait]
+    pub trait Query: std::marker::Send + std::marker::Sync + 'static {
+        /// Server streaming response type for the Query method.
+        type QueryStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::QueryResponse, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        async fn query(
+            &self,
+            request: tonic::Request<super::QueryRequest>,
+        ) -> std::result::Result<tonic::Response<Self::QueryStream>, tonic::Status>;
+        /// Server streaming response type for the QueryRange method.
+        type QueryRangeStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::QueryRangeResponse, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        async fn query_range(
+            &self,
+            request: tonic::Request<super::QueryRangeRequest>,
+        ) -> std::result::Result<tonic::Response<Self::QueryRangeStream>, tonic::Status>;
+    }
+    /// `/thanos.Query/Query` and `/thanos.Query/QueryRange`.
+    #[derive(Debug)]
+    pub struct QueryServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> QueryServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for QueryServer<T>
+    where
+        T: Query,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/thanos.Query/Query" => {
+                    #[allow(non_camel_case_types)]
+                    struct QuerySvc<T: Query>(pub Arc<T>);
+                    impl<
+                        T: Query,
+                    > tonic::server::ServerStreamingService<super::QueryRequest>
+                    for QuerySvc<T> {
+                        type Response = super::QueryResponse;
+                        type ResponseStream = T::QueryStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::QueryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::query(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = QuerySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/thanos.Query/QueryRange" => {
+                    #[allow(non_camel_case_types)]
+                    struct QueryRangeSvc<T: Query>(pub Arc<T>);
+                    impl<
+                        T: Query,
+                    > tonic::server::ServerStreamingService<super::QueryRangeRequest>
+                    for QueryRangeSvc<T> {
+                        type Response = super::QueryRangeResponse;
+                        type ResponseStream = T::QueryRangeStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::QueryRangeRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::query_range(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = QueryRangeSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for QueryServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "thanos.Query";
+    impl<T> tonic::server::NamedService for QueryServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}

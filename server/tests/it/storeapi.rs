@@ -284,3 +284,121 @@ async fn mutual_tls_admits_only_clients_of_the_ca() {
     call(None).await.expect_err("plain text");
     server.shutdown().await.unwrap();
 }
+
+/// The Query API (`/thanos.Query/Query`, `QueryRange`): the server's engine
+/// over its data with the external labels attached, so `by (cluster)`
+/// groups as over the StoreAPI; answers agree with the HTTP API's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_api_evaluates_with_external_labels() {
+    use strata_proto::thanos::query_client::QueryClient;
+    use strata_proto::thanos::{query_range_response, query_response};
+    use strata_proto::thanos::{QueryRangeRequest, QueryRequest};
+    let work = tempfile::tempdir().unwrap();
+    let (d, server) = loaded_server(work.path(), |_| {}).await;
+    let mut q = QueryClient::new(channel(&server).await);
+    let t = (d.max_time() / 1000) - 600;
+    let instant = |query: &str| QueryRequest {
+        query: query.into(),
+        time_seconds: t,
+        ..Default::default()
+    };
+    let series = |frames: Vec<query_response::Result>| -> Vec<(Vec<(String, String)>, f64)> {
+        frames
+            .into_iter()
+            .filter_map(|f| match f {
+                query_response::Result::Timeseries(ts) => Some((
+                    ts.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                    ts.samples[0].value,
+                )),
+                query_response::Result::Warnings(_) => None,
+            })
+            .collect()
+    };
+    let mut run = async |r: QueryRequest| -> Result<Vec<query_response::Result>, tonic::Status> {
+        let mut s = q.query(r).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(f) = s.message().await? {
+            out.extend(f.result);
+        }
+        Ok(out)
+    };
+    let grouped = series(
+        run(instant("count by (cluster, replica) ({__name__=~\".+\"})"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(grouped.len(), 1, "{grouped:?}");
+    assert_eq!(
+        grouped[0].0,
+        vec![
+            ("cluster".to_string(), "acceptance".to_string()),
+            ("replica".to_string(), "r0".to_string())
+        ]
+    );
+    // The HTTP API (no external labels) counts the same series.
+    let http: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!(
+            "http://{}/api/v1/query?query=count(%7B__name__%3D~%22.%2B%22%7D)&time={t}",
+            server.local_addr()
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let want: f64 = http["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(want > 10.0, "{http}");
+    assert_eq!(grouped[0].1, want);
+    // A matcher on an external label is decided by its value.
+    let other = series(
+        run(instant("count({__name__=~\".+\", cluster=\"other\"})"))
+            .await
+            .unwrap(),
+    );
+    assert!(other.is_empty(), "{other:?}");
+    let mine = series(
+        run(instant("count({cluster=\"acceptance\"})"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].1, want);
+    // Bad input is InvalidArgument.
+    let err = run(instant("sum(")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    // A range query: one point per step.
+    let mut s = q
+        .query_range(QueryRangeRequest {
+            query: "count by (cluster) ({__name__=~\".+\"})".into(),
+            start_time_seconds: t - 300,
+            end_time_seconds: t,
+            interval_seconds: 60,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut points = 0;
+    while let Some(f) = s.message().await.unwrap() {
+        if let Some(query_range_response::Result::Timeseries(ts)) = f.result {
+            assert_eq!(ts.labels[0].value, "acceptance");
+            points += ts.samples.len();
+        }
+    }
+    assert_eq!(points, 6);
+
+    let info = InfoClient::new(channel(&server).await)
+        .info(InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.query.is_some(), "the Query API is advertised");
+    server.shutdown().await.unwrap();
+}
