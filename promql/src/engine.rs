@@ -448,21 +448,20 @@ impl Engine {
             step,
             lookback: lookback_delta(&self.opts),
         })?;
-        Some(
-            res.map_err(|e| QueryError::Storage(e.0))
-                .and_then(|r| partitioned_value(r, start, step)),
-        )
+        match res {
+            Err(e) => Some(Err(QueryError::Storage(e.0))),
+            // Two stores answered the same series: not a partition after
+            // all (say, the stores changed meanwhile); evaluate here.
+            Ok(r) => partitioned_value(r, start, step).map(Ok),
+        }
     }
 }
 
 /// The engine's answer from the stores' concatenated answers: an instant
 /// vector of each series' point at `start`, or a matrix sorted by labels;
 /// annotations split into warnings and infos by their prefix, each once.
-fn partitioned_value(
-    r: PartitionedResult,
-    start: i64,
-    step: i64,
-) -> Result<QueryResult, QueryError> {
+/// `None` when a label set appears twice.
+fn partitioned_value(r: PartitionedResult, start: i64, step: i64) -> Option<QueryResult> {
     let mut warnings: Vec<String> = Vec::new();
     let mut infos: Vec<String> = Vec::new();
     for w in r.warnings {
@@ -492,7 +491,7 @@ fn partitioned_value(
             .collect();
         v.sort_by(|a, b| a.metric.cmp(&b.metric));
         if v.windows(2).any(|w| w[0].metric == w[1].metric) {
-            return Err(exec_err(DUPLICATE_LABELSET));
+            return None;
         }
         Value::Vector(v)
     } else {
@@ -508,11 +507,11 @@ fn partitioned_value(
             .collect();
         out.sort_by(|a, b| a.metric.cmp(&b.metric));
         if out.windows(2).any(|w| w[0].metric == w[1].metric) {
-            return Err(exec_err(DUPLICATE_LABELSET));
+            return None;
         }
         Value::Matrix(out)
     };
-    Ok(QueryResult {
+    Some(QueryResult {
         value,
         warnings,
         infos,

@@ -47,7 +47,7 @@ use strata_tsdb::labels::Matcher;
 use strata_tsdb::series::{decode_histogram_chunk, HistogramSample};
 
 use crate::dedup;
-use crate::endpoints::EndpointSet;
+use crate::endpoints::{Endpoint, EndpointSet};
 use crate::proxy::{self, Fanout, ProxyOptions};
 
 /// Per-request settings.
@@ -367,6 +367,48 @@ pub struct FanoutQueryable {
 }
 
 impl FanoutQueryable {
+    /// The active endpoints and their external label names, when the
+    /// engine may hand them whole queries: every active store serves the
+    /// Query API and has one external label set, all sets with the same
+    /// names and pairwise different, none containing a replica label being
+    /// deduplicated (replicas hold the same data, and merging them is the
+    /// querier's job). Never with `storeMatch[]`, a downsampled resolution,
+    /// or `--query.mode=local`.
+    fn partition(&self) -> Option<(Vec<Arc<Endpoint>>, Vec<String>)> {
+        if !self.proxy.distributed
+            || !self.params.store_matchers.is_empty()
+            || self.params.max_resolution_ms != 0
+        {
+            return None;
+        }
+        let eps = self.set.active();
+        let strip = self.params.strip_labels();
+        let mut names: Option<Vec<String>> = None;
+        let mut seen = std::collections::HashSet::new();
+        for ep in &eps {
+            let meta = ep.meta()?;
+            let [ls] = meta.label_sets.as_slice() else {
+                return None;
+            };
+            if !meta.has_query_api
+                || ls.is_empty()
+                || ls.iter().any(|l| strip.iter().any(|r| *r == *l.name))
+            {
+                return None;
+            }
+            let n: Vec<String> = ls.iter().map(|l| l.name.to_string()).collect();
+            match &names {
+                None => names = Some(n),
+                Some(prev) if *prev != n => return None,
+                Some(_) => {}
+            }
+            if !seen.insert(ls.clone()) {
+                return None;
+            }
+        }
+        Some((eps, names?))
+    }
+
     pub fn new(
         set: Arc<EndpointSet>,
         rt: tokio::runtime::Handle,
@@ -517,44 +559,9 @@ impl Queryable for FanoutQueryable {
     }
 
     /// The external label names, when every active store serves the Query
-    /// API and the stores partition the data: one external label set each,
-    /// all with the same names, pairwise different, and none of them a
-    /// replica label being deduplicated (replicas hold the same data, and
-    /// merging them is the querier's job). Off with `storeMatch[]`, a
-    /// downsampled resolution, or `--query.mode=local`.
+    /// API and the stores partition the data (see [`Self::partition`]).
     fn partition_labels(&self) -> Option<Vec<String>> {
-        if !self.proxy.distributed
-            || !self.params.store_matchers.is_empty()
-            || self.params.max_resolution_ms != 0
-        {
-            return None;
-        }
-        let eps = self.set.active();
-        let strip = self.params.strip_labels();
-        let mut names: Option<Vec<String>> = None;
-        let mut seen = std::collections::HashSet::new();
-        for ep in &eps {
-            let meta = ep.meta()?;
-            let [ls] = meta.label_sets.as_slice() else {
-                return None;
-            };
-            if !meta.has_query_api
-                || ls.is_empty()
-                || ls.iter().any(|l| strip.iter().any(|r| *r == *l.name))
-            {
-                return None;
-            }
-            let n: Vec<String> = ls.iter().map(|l| l.name.to_string()).collect();
-            match &names {
-                None => names = Some(n),
-                Some(prev) if *prev != n => return None,
-                Some(_) => {}
-            }
-            if !seen.insert(ls.clone()) {
-                return None;
-            }
-        }
-        names
+        self.partition().map(|(_, names)| names)
     }
 
     /// Sends the query to every active store over the Query API. `None`
@@ -573,7 +580,9 @@ impl Queryable for FanoutQueryable {
             step_s: whole(q.step)?,
             lookback_s: whole(q.lookback)?,
         };
-        let eps = self.set.active();
+        // Checked again on the endpoints actually asked: the active set may
+        // have changed since the engine asked for the partition labels.
+        let (eps, _) = self.partition()?;
         let (fo, opts) = (self.params.fanout(), self.proxy.clone());
         let task = self
             .rt

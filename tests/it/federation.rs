@@ -314,6 +314,40 @@ fn cluster_down_partial_response_and_back() {
     }
 }
 
+/// A querier handing queries whole to the tsdbs (distributed mode) with a
+/// cluster down: the handed-over query fails, the querier evaluates it
+/// itself, and answers as the local path does (a warning, or with partial
+/// response off an error naming the store).
+#[test]
+fn distributed_querier_falls_back_when_a_cluster_is_down() {
+    let mut fed = Federation::start(2, false, None);
+    let q = fed.direct_querier("querier-distributed", &[]);
+    let end = fed.ds.qend as f64;
+    let full = pods_per_cluster(&q.api, end, &[]);
+    assert_eq!(full.1["status"], "success", "{}", full.1);
+    assert_eq!(clusters_of(&full), ["cluster1", "cluster2"]);
+    assert!(warnings(&full.1).is_empty(), "{}", full.1);
+    assert!(
+        storeapi_requests(&fed.clusters[0].0, "Query", "success") >= 1.0,
+        "the query was not handed to the tsdb"
+    );
+
+    let down = fed.clusters[1].0.endpoint();
+    fed.clusters[1].0.proc.kill();
+    let partial = pods_per_cluster(&q.api, end, &[]);
+    assert_eq!(partial.1["status"], "success", "{}", partial.1);
+    assert_eq!(clusters_of(&partial), ["cluster1"], "{}", partial.1);
+    assert!(
+        warnings(&partial.1).iter().any(|w| w.contains(&down)),
+        "no warning naming {down}: {}",
+        partial.1
+    );
+    let strict = pods_per_cluster(&q.api, end, &[("partial_response", "false".to_string())]);
+    assert_eq!(strict.1["status"], "error", "{}", strict.1);
+    let msg = strict.1["error"].as_str().unwrap_or_default();
+    assert!(msg.contains(&down), "error does not name {down}: {msg:?}");
+}
+
 /// `data` of a `/api/v1/metadata` answer, checked to be a success.
 fn metadata_of(api: &Api, params: &[(&str, String)]) -> serde_json::Map<String, serde_json::Value> {
     let (status, body) = api.get("/api/v1/metadata", params);
