@@ -279,33 +279,45 @@ fn prometheus_config_loads_with_strata_and_names_its_cluster() {
 }
 
 #[test]
-fn sidecar_grpc_is_a_load_balancer_with_mutual_tls() {
+fn cluster_grpc_is_a_load_balancer_with_mutual_tls() {
     for c in CLUSTERS {
         let d = docs(&render(c));
         let sts = find(&d, "StatefulSet", "strata");
-        let sidecar = container(sts, "sidecar");
-        let sa = args(sidecar);
-        let svc = find(&d, "Service", "strata-sidecar-grpc");
+        let tsdb = container(sts, "tsdb");
+        let ta = args(tsdb);
+        let svc = find(&d, "Service", "strata-grpc");
         assert_eq!(svc["spec"]["type"], "LoadBalancer");
         let ports = svc["spec"]["ports"].as_array().unwrap();
         assert_eq!(ports.len(), 1, "{c}: only gRPC is exposed");
         assert_eq!(ports[0]["targetPort"], "grpc");
+        // The exposed port is the TSDB's own StoreAPI / Query API.
         assert_eq!(
-            container_port(sidecar, "grpc"),
-            port_of(&flag(&sa, "grpc-address").unwrap())
+            container_port(tsdb, "grpc"),
+            port_of(&flag(&ta, "grpc-address").unwrap())
         );
         // The selector picks the StatefulSet's pods.
         let labels = &sts["spec"]["template"]["metadata"]["labels"];
         for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
             assert_eq!(&labels[k], v, "{c}: selector {k}");
         }
-        let tls = mount_path(sidecar, "tls");
-        for (f, key) in [
-            ("grpc-server-tls-cert", "tls.crt"),
-            ("grpc-server-tls-key", "tls.key"),
-            ("grpc-server-tls-client-ca", "ca.crt"),
-        ] {
-            assert_eq!(flag(&sa, f), Some(format!("{tls}/{key}")), "{c}: --{f}");
+        // Mutual TLS on every gRPC server of the pod: the TSDB's (exposed)
+        // and the sidecar's (in the pod only, on its own port).
+        let sidecar = container(sts, "sidecar");
+        let sa = args(sidecar);
+        assert_ne!(
+            port_of(&flag(&sa, "grpc-address").unwrap()),
+            port_of(&flag(&ta, "grpc-address").unwrap()),
+            "{c}: one pod, two gRPC servers"
+        );
+        for (cont, a) in [(tsdb, &ta), (sidecar, &sa)] {
+            let tls = mount_path(cont, "tls");
+            for (f, key) in [
+                ("grpc-server-tls-cert", "tls.crt"),
+                ("grpc-server-tls-key", "tls.key"),
+                ("grpc-server-tls-client-ca", "ca.crt"),
+            ] {
+                assert_eq!(flag(a, f), Some(format!("{tls}/{key}")), "{c}: --{f}");
+            }
         }
         assert_eq!(
             volume(sts, "tls")["secret"]["secretName"],
@@ -512,7 +524,7 @@ fn the_querier_has_one_mtls_endpoint_per_cluster() {
         assert_eq!(
             port_of(addr),
             10901,
-            "{var}={addr}: the sidecar's gRPC port"
+            "{var}={addr}: the cluster's gRPC port"
         );
     }
     assert_eq!(flag(&a, "query.replica-label").as_deref(), Some("replica"));
