@@ -14,8 +14,9 @@
 //!
 //! Ports, from `--port-base` B (default 10900): the querier's gRPC on B+1
 //! and HTTP on B+2 (10901/10902, Thanos' defaults); cluster N uses
-//! B+10N (tsdb HTTP), B+10N+1 (sidecar gRPC), B+10N+2 (sidecar HTTP) and
-//! B+10N+3 (demo exporters). Everything listens on 127.0.0.1.
+//! B+10N (tsdb HTTP), B+10N+1 (sidecar gRPC), B+10N+2 (sidecar HTTP),
+//! B+10N+3 (demo exporters) and B+10N+4 (tsdb gRPC: the StoreAPI and Query
+//! API the querier reads). Everything listens on 127.0.0.1.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +28,7 @@ use crate::model::Cluster;
 pub const DEFAULT_PORT_BASE: u16 = 10900;
 
 /// Highest port offset used from the base.
-pub const MAX_PORT_OFFSET: u16 = 10 * crate::model::CLUSTER_NAMES.len() as u16 + 3;
+pub const MAX_PORT_OFFSET: u16 = 10 * crate::model::CLUSTER_NAMES.len() as u16 + 4;
 
 /// One cluster's paths and addresses.
 #[derive(Clone, Debug)]
@@ -38,6 +39,8 @@ pub struct ClusterLayout {
     pub config_file: PathBuf,
     pub backfill_marker: PathBuf,
     pub tsdb_http: String,
+    /// The tsdb's own gRPC (StoreAPI, Query API): the querier's endpoint.
+    pub tsdb_grpc: String,
     pub sidecar_grpc: String,
     pub sidecar_http: String,
     pub exporters: String,
@@ -80,6 +83,7 @@ impl Layout {
                     backfill_marker: dir.join("backfill.json"),
                     dir,
                     tsdb_http: addr(off),
+                    tsdb_grpc: addr(off + 4),
                     sidecar_grpc: addr(off + 1),
                     sidecar_http: addr(off + 2),
                     exporters: addr(off + 3),

@@ -12,8 +12,9 @@
 //! 3. child processes of the same executable ([`children`]): per cluster a
 //!    `strata tsdb` (generated `prometheus.yml` with
 //!    `external_labels: {cluster: clusterN}`, a short block duration so new
-//!    blocks reach the bucket within minutes) and a `strata sidecar`; then
-//!    one `strata query` over both sidecars, when the binary has that
+//!    blocks reach the bucket within minutes, its own gRPC StoreAPI and
+//!    Query API) and a `strata sidecar` (ships blocks); then one `strata
+//!    query` over both tsdbs' gRPC, when the binary has that
 //!    subcommand. Each is awaited on `/-/ready`; a child that dies stops
 //!    the demo with the tail of its log;
 //! 4. it prints what is where ([`layout`]) and example queries
@@ -482,6 +483,7 @@ async fn start_and_wait(
                 format!("--config.file={}", cl.config_file.display()),
                 format!("--storage.tsdb.path={}", cl.tsdb_dir.display()),
                 format!("--web.listen-address={}", cl.tsdb_http),
+                format!("--grpc-address={}", cl.tsdb_grpc),
                 format!("--storage.tsdb.min-block-duration={block}"),
                 format!("--storage.tsdb.max-block-duration={block}"),
             ],
@@ -520,7 +522,7 @@ async fn start_and_wait(
             layout
                 .clusters
                 .iter()
-                .map(|cl| format!("--endpoint={}", cl.sidecar_grpc)),
+                .map(|cl| format!("--endpoint={}", cl.tsdb_grpc)),
         );
         start(children, "query".into(), args, &layout.query_http)?;
         if wait_all(children, &http, opts.ready_timeout, stop).await? == Readiness::Stopped {
@@ -600,8 +602,8 @@ pub fn summary(opts: &Options, layout: &Layout, query: bool) -> String {
     for cl in &layout.clusters {
         let _ = writeln!(
             s,
-            "  {}: strata tsdb http://{}   sidecar gRPC {} (HTTP {})   exporters http://{}/",
-            cl.name, cl.tsdb_http, cl.sidecar_grpc, cl.sidecar_http, cl.exporters
+            "  {}: strata tsdb http://{} (gRPC {})   sidecar gRPC {} (HTTP {})   exporters http://{}/",
+            cl.name, cl.tsdb_http, cl.tsdb_grpc, cl.sidecar_grpc, cl.sidecar_http, cl.exporters
         );
     }
     let _ = writeln!(s);

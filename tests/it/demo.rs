@@ -358,7 +358,7 @@ fn demo_runs_stops_cleanly_and_reuses_its_data() {
         "external labels in the bucket's metas: {labelled:?}"
     );
 
-    // The querier over both sidecars (it must exist: no skipping).
+    // The querier over both clusters' tsdbs (it must exist: no skipping).
     assert!(has_query, "`strata query` is not a subcommand of {EXE}");
     let qport = base + 2;
     eventually(
