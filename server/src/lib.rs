@@ -15,6 +15,10 @@
 //!                      strata_tsdb::Db (sync; called from blocking threads)
 //! ```
 //!
+//! With `--grpc-address`, a tonic server beside the HTTP one serves the
+//! Thanos StoreAPI, Info, Metadata and Query API over the same `Db`
+//! ([`storeapi`]), so a querier needs no sidecar to read this TSDB.
+//!
 //! Module map: [`options`] holds [`ServerOptions`] (Prometheus' flag names);
 //! `backend` implements `strata_promql::Queryable` and
 //! `strata_promapi::Backend` over the `Db`; `remote` serves remote write and
