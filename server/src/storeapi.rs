@@ -20,7 +20,8 @@
 //!   series labels of the same name; `without_replica_labels` are removed,
 //!   then series are re-sorted and equal ones merged ([`sort_and_merge`]).
 //!   `skip_chunks`, `limit` and `response_batch_size` as in the sidecar.
-//! - Small calls (an hour or less) run their storage work inline on the
+//! - Small calls (Series over an hour or less, instant queries and range
+//!   queries over an hour or less) run their storage work inline on the
 //!   runtime worker, one call at a time; the rest on blocking threads (see
 //!   [`TsdbStore::run_storage`] for why and what was measured).
 //! - Limits: at most `--query.max-concurrency` Series calls at once (the
@@ -147,7 +148,9 @@ impl TsdbStore {
     /// TSDBs behind one querier (`bench/query.sh`, `perf stat`), a tsdb's
     /// Series call went from 4.7 to 1.3 context switches and from 0.23 to
     /// 0.15 ms of CPU when run inline. So a call over at most
-    /// [`INLINE_MAX_RANGE_MS`] runs right on its runtime worker, provided
+    /// [`INLINE_MAX_RANGE_MS`] (a Series call's time range, a query's
+    /// evaluation window: an instant query counts as short even if its
+    /// selectors read further back) runs right on its runtime worker, provided
     /// no other call is doing so: at most one worker is ever busy with
     /// storage work, and the others (which steal its queued tasks) keep
     /// serving HTTP, scrapes and remote write. (`block_in_place` was tried:
@@ -250,6 +253,9 @@ fn store_chunks(s: &ChunkSeries, start: i64, end: i64) -> Result<Vec<AggrChunk>,
         .and_then(|wire| wire.into_iter().map(aggr_chunk_from_remote).collect())
         .map_err(Status::internal)
 }
+
+/// Most steps a `QueryRange` request may ask for, as the HTTP API allows.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// Series calls over at most this much time may run their storage work
 /// on a runtime worker ([`TsdbStore::run_storage`]): an instant query's
@@ -393,6 +399,29 @@ impl Info for TsdbStore {
 struct ExtLabelsQueryable {
     db: crate::backend::DbQueryable,
     ext: Vec<(String, String)>,
+    /// `ext` as sorted labels, shared by every series they are attached to.
+    ext_labels: Vec<strata_tsdb::labels::Label>,
+}
+
+/// `labels` with `ext` merged in (both sorted by name; an external label
+/// replaces a series label of the same name), without re-sorting.
+fn with_external(
+    labels: &strata_tsdb::labels::Labels,
+    ext: &[strata_tsdb::labels::Label],
+) -> strata_tsdb::labels::Labels {
+    let mut out = Vec::with_capacity(labels.len() + ext.len());
+    let mut e = ext.iter().peekable();
+    for l in labels.iter() {
+        while let Some(x) = e.next_if(|x| x.name < l.name) {
+            out.push(x.clone());
+        }
+        if e.peek().is_some_and(|x| x.name == l.name) {
+            continue; // the external label (pushed next) wins
+        }
+        out.push(l.clone());
+    }
+    out.extend(e.cloned());
+    strata_tsdb::labels::Labels::from_sorted(out)
 }
 
 impl strata_promql::Queryable for ExtLabelsQueryable {
@@ -413,19 +442,10 @@ impl strata_promql::Queryable for ExtLabelsQueryable {
         }
         let mut res = self.db.select(&rest, hints)?;
         for s in &mut res.series {
-            s.labels = strata_tsdb::labels::Labels::from_pairs(
-                s.labels
-                    .iter()
-                    .filter(|l| !self.ext.iter().any(|(n, _)| **n == *l.name))
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .chain(self.ext.iter().map(|(n, v)| {
-                        (
-                            std::sync::Arc::from(n.as_str()),
-                            std::sync::Arc::from(v.as_str()),
-                        )
-                    })),
-            );
+            s.labels = with_external(&s.labels, &self.ext_labels);
         }
+        // Attaching can reorder series (a series label sorting after an
+        // external one); nearly sorted input makes this cheap.
         res.series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(res)
     }
@@ -519,6 +539,13 @@ impl TsdbStore {
                 .ok_or_else(|| Status::invalid_argument("time out of range"))
         };
         let (start, end, step) = (secs(start_s)?, secs(end_s)?, secs(step_s)?);
+        // The HTTP API's resolution limit (Prometheus' 11,000 points per
+        // series) holds here too.
+        if step_s > 0 && (end_s.saturating_sub(start_s)) / step_s > MAX_POINTS_PER_SERIES {
+            return Err(Status::invalid_argument(format!(
+                "exceeded maximum resolution of {MAX_POINTS_PER_SERIES} points per timeseries"
+            )));
+        }
         let mut opts = crate::web::engine_options(&self.shared.opts);
         if lookback_s > 0 {
             opts.lookback_delta = secs(lookback_s)?;
@@ -533,20 +560,30 @@ impl TsdbStore {
             .acquire()
             .await
             .map_err(|_| Status::unavailable("server is stopping"))?;
+        let ext = self.ext();
+        let ext_labels = ext
+            .iter()
+            .map(|(n, v)| strata_tsdb::labels::Label::new(n.as_str(), v.as_str()))
+            .collect();
         let q = ExtLabelsQueryable {
             db: crate::backend::DbQueryable(self.shared.db.clone()),
-            ext: self.ext(),
+            ext,
+            ext_labels,
         };
-        let res = tokio::task::spawn_blocking(move || {
-            let engine = strata_promql::Engine::new(opts);
-            if step == 0 {
-                engine.instant(&q, &query, start)
-            } else {
-                engine.range(&q, &query, start, end, step)
-            }
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        // The evaluation window, for `run_storage`'s choice: an instant
+        // query counts as a short call (its selectors' own windows are not
+        // known before parsing; at most one such call runs inline at once).
+        let window = end.saturating_sub(start);
+        let res = self
+            .run_storage(window, move || {
+                let engine = strata_promql::Engine::new(opts);
+                if step == 0 {
+                    engine.instant(&q, &query, start)
+                } else {
+                    engine.range(&q, &query, start, end, step)
+                }
+            })
+            .await?;
         let res = res.map_err(|e| match e.error_type() {
             "bad_data" => Status::invalid_argument(e.to_string()),
             "timeout" => Status::deadline_exceeded(e.to_string()),
@@ -631,5 +668,34 @@ impl Query for TsdbStore {
             })
             .collect();
         Ok(Response::new(tonic::codegen::tokio_stream::iter(frames)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_tsdb::labels::{Label, Labels};
+
+    #[test]
+    fn external_labels_merge_in_order_and_win() {
+        let ext = vec![Label::new("cluster", "c1"), Label::new("replica", "a")];
+        let l = Labels::from_pairs([("__name__", "up"), ("cluster", "own"), ("zone", "z")]);
+        let got = with_external(&l, &ext);
+        let want = Labels::from_pairs([
+            ("__name__", "up"),
+            ("cluster", "c1"),
+            ("replica", "a"),
+            ("zone", "z"),
+        ]);
+        assert_eq!(got, want);
+        assert_eq!(
+            with_external(&Labels::empty(), &ext),
+            Labels::from_sorted(ext.clone())
+        );
+        let after = Labels::from_pairs([("a", "1")]);
+        assert_eq!(
+            with_external(&after, &ext),
+            Labels::from_pairs([("a", "1"), ("cluster", "c1"), ("replica", "a")])
+        );
     }
 }

@@ -393,6 +393,20 @@ async fn query_api_evaluates_with_external_labels() {
         }
     }
     assert_eq!(points, 6);
+    // More steps than the HTTP API allows: refused, not evaluated.
+    let Err(err) = q
+        .query_range(QueryRangeRequest {
+            query: "up".into(),
+            start_time_seconds: t - 5 * 3600,
+            end_time_seconds: t,
+            interval_seconds: 1,
+            ..Default::default()
+        })
+        .await
+    else {
+        panic!("18,000 steps accepted");
+    };
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 
     let info = InfoClient::new(channel(&server).await)
         .info(InfoRequest {})
