@@ -447,6 +447,8 @@ impl Engine {
             end,
             step,
             lookback: lookback_delta(&self.opts),
+            labels: &labels,
+            max_points: self.opts.max_samples,
         })?;
         match res {
             Err(e) => Some(Err(QueryError::Storage(e.0))),
@@ -475,9 +477,9 @@ fn partitioned_value(r: PartitionedResult, start: i64, step: i64) -> Option<Quer
         }
     }
     let value = if step == 0 {
-        // Sorted by labels, so the answer does not depend on the order in
-        // which the stores were asked.
-        let mut v: Vec<Sample> = r
+        // In the stores' order (the storage asks them in a fixed order),
+        // each store's samples as its engine ordered them (`topk` by value).
+        let v: Vec<Sample> = r
             .series
             .into_iter()
             .filter_map(|(metric, points)| {
@@ -489,8 +491,8 @@ fn partitioned_value(r: PartitionedResult, start: i64, step: i64) -> Option<Quer
                 })
             })
             .collect();
-        v.sort_by(|a, b| a.metric.cmp(&b.metric));
-        if v.windows(2).any(|w| w[0].metric == w[1].metric) {
+        let mut seen = std::collections::HashSet::with_capacity(v.len());
+        if !v.iter().all(|s| seen.insert(&s.metric)) {
             return None;
         }
         Value::Vector(v)

@@ -64,6 +64,7 @@ pub mod value;
 pub use engine::{Engine, EngineOptions, QueryError, QueryResult};
 pub use histogram::FloatHistogram;
 pub use parser::{format_query, parse};
+pub use partition::query_reach;
 pub use storage::{
     MemStorage, PartitionedQuery, PartitionedResult, Queryable, SelectHints, SelectRequest,
     SelectResult, StorageError, StorageSeries,

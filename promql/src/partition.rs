@@ -27,6 +27,7 @@
 //! - negation and parentheses of local nodes.
 //!
 //! Everything else is not: `vector()`, `scalar()`, `absent*()`, `sort*()`,
+//! `count_values` (it writes a label from values), `limitk`,
 //! `label_replace`/`label_join` (they may rewrite a partition label),
 //! `info()`, experimental functions, aggregations or matchings across
 //! partitions. Constants are number and string literals, `time()`, `pi()`
@@ -79,7 +80,10 @@ fn shape(n: &Node, labels: &[String]) -> Option<Shape> {
             any_local.then_some(Shape::Local)
         }
         Kind::Agg(a) => {
-            if matches!(a.op, AggOp::Limitk | AggOp::LimitRatio) {
+            // `limitk` picks series by hash across the whole input;
+            // `count_values` writes its label, which may be a partition
+            // label, from sample values.
+            if matches!(a.op, AggOp::Limitk | AggOp::LimitRatio | AggOp::CountValues) {
                 return None;
             }
             if let Some(p) = &a.param {
@@ -115,6 +119,56 @@ fn shape(n: &Node, labels: &[String]) -> Option<Shape> {
                 }
             }
         }
+    }
+}
+
+/// How far back (ms) before its evaluation window `query` reads through
+/// range selectors, subqueries and offsets (the lookback delta not
+/// included); `None` when that cannot be told (an `@` modifier, or a query
+/// that does not parse). Servers use it to tell short queries from long
+/// ones before evaluating them.
+pub fn query_reach(query: &str, opts: &crate::engine::EngineOptions) -> Option<i64> {
+    let expr = crate::parser::parse(query, opts).ok()?;
+    let node = crate::ast::Converter::new(query, opts.enable_experimental_functions)
+        .convert(&expr)
+        .ok()?;
+    reach(&node)
+}
+
+/// How far before the evaluation window a query reads: the largest range
+/// selector or subquery range plus offset along any path (lookback not
+/// included); `None` with an `@` modifier (it may read any time).
+pub(crate) fn reach(n: &Node) -> Option<i64> {
+    let sel = |s: &crate::ast::Selector, range: i64| -> Option<i64> {
+        if s.at.is_some() {
+            return None;
+        }
+        Some(range.saturating_add(s.offset.max(0)))
+    };
+    match &n.kind {
+        Kind::Number(_) | Kind::Str(..) => Some(0),
+        Kind::Vector(s) => sel(s, 0),
+        Kind::Matrix(s, range) => sel(s, *range),
+        Kind::Subquery(sq) => {
+            if sq.at.is_some() {
+                return None;
+            }
+            Some(
+                reach(&sq.expr)?
+                    .saturating_add(sq.range)
+                    .saturating_add(sq.offset.max(0)),
+            )
+        }
+        Kind::Neg(i) | Kind::Paren(i) | Kind::StepInvariant(i) => reach(i),
+        Kind::Call(c) => c.args.iter().try_fold(0i64, |m, a| Some(m.max(reach(a)?))),
+        Kind::Agg(a) => {
+            let p = match &a.param {
+                Some(p) => reach(p)?,
+                None => 0,
+            };
+            Some(p.max(reach(&a.expr)?))
+        }
+        Kind::Binary(b) => Some(reach(&b.lhs)?.max(reach(&b.rhs)?)),
     }
 }
 
@@ -229,7 +283,6 @@ mod tests {
             "sum by (cluster) (x) > bool 2 * pi()",
             "day_of_week(timestamp(up))",
             "quantile by (cluster) (0.9, x)",
-            "count_values by (cluster) (\"v\", x)",
             "a or b",
         ] {
             assert!(local_for(q, &["cluster"]), "{q} should be partition-local");
@@ -256,6 +309,7 @@ mod tests {
             "day_of_week()",
             "max_over_time(rate(x[1m])[10m:])",
             "x + scalar(y)",
+            "count_values by (cluster) (\"cluster\", x)",
         ] {
             assert!(
                 !local_for(q, &["cluster"]),

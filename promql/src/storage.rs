@@ -121,6 +121,13 @@ pub struct PartitionedQuery<'a> {
     pub step: i64,
     /// The engine's lookback delta (ms).
     pub lookback: i64,
+    /// The partition labels the query was found partition-local for; the
+    /// storage must not send it to stores partitioned otherwise.
+    pub labels: &'a [String],
+    /// The engine's sample limit (0: none): an answer with more points is
+    /// not accepted (the storage returns `None`, and the engine evaluates
+    /// the query itself, enforcing its limit as usual).
+    pub max_points: usize,
 }
 
 /// The concatenated answers of every partition to a [`PartitionedQuery`].

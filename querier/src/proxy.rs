@@ -340,6 +340,12 @@ pub struct WholeQuery {
     /// 0 for an instant query.
     pub step_s: i64,
     pub lookback_s: i64,
+    /// Replica labels being deduplicated: a store whose series carry one
+    /// refuses (the querier must merge replicas itself).
+    pub replica_labels: Vec<String>,
+    /// Most points accepted from each store (0: no limit); more fails the
+    /// call, so the caller evaluates the query itself under its limits.
+    pub max_points: usize,
 }
 
 /// Series and messages of every store's answer to a whole query.
@@ -391,11 +397,17 @@ async fn store_query(
     let mut client = QueryClient::new(ep.channel.clone()).with_message_limits(MAX_MESSAGE_SIZE);
     let mut series = Vec::new();
     let mut messages = Vec::new();
+    let mut total = 0usize;
     let mut add = |ts: strata_proto::prometheus_copy::TimeSeries| {
         let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
-        let points = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+        let points: Vec<(i64, f64)> = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+        total += points.len();
         series.push((labels, points));
+        total
     };
+    let max_points = q.max_points;
+    let over = |total: usize| max_points > 0 && total > max_points;
+    let too_many = || CallError::Store(format!("more than {max_points} points in the answer"));
     let status = |s: tonic::Status| CallError::Store(status_text(&s));
     if q.step_s == 0 {
         let req = QueryRequest {
@@ -403,14 +415,22 @@ async fn store_query(
             time_seconds: q.start_s,
             timeout_seconds: timeout_s,
             lookback_delta_seconds: q.lookback_s,
+            enable_dedup: !q.replica_labels.is_empty(),
+            replica_labels: q.replica_labels,
             ..Default::default()
         };
         let mut stream = client.query(req).await.map_err(status)?.into_inner();
         while let Some(frame) = stream.message().await.map_err(status)? {
-            match frame.result {
+            let n = match frame.result {
                 Some(query_response::Result::Timeseries(ts)) => add(ts),
-                Some(query_response::Result::Warnings(w)) => messages.push(w),
-                None => {}
+                Some(query_response::Result::Warnings(w)) => {
+                    messages.push(w);
+                    0
+                }
+                None => 0,
+            };
+            if over(n) {
+                return Err(too_many());
             }
         }
     } else {
@@ -421,14 +441,22 @@ async fn store_query(
             interval_seconds: q.step_s,
             timeout_seconds: timeout_s,
             lookback_delta_seconds: q.lookback_s,
+            enable_dedup: !q.replica_labels.is_empty(),
+            replica_labels: q.replica_labels,
             ..Default::default()
         };
         let mut stream = client.query_range(req).await.map_err(status)?.into_inner();
         while let Some(frame) = stream.message().await.map_err(status)? {
-            match frame.result {
+            let n = match frame.result {
                 Some(query_range_response::Result::Timeseries(ts)) => add(ts),
-                Some(query_range_response::Result::Warnings(w)) => messages.push(w),
-                None => {}
+                Some(query_range_response::Result::Warnings(w)) => {
+                    messages.push(w);
+                    0
+                }
+                None => 0,
+            };
+            if over(n) {
+                return Err(too_many());
             }
         }
     }

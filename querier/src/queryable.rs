@@ -406,6 +406,10 @@ impl FanoutQueryable {
                 return None;
             }
         }
+        // A fixed order (by label set), so answers concatenate the same way
+        // every time.
+        let mut eps = eps;
+        eps.sort_by_cached_key(|e| e.meta().map(|m| m.label_sets));
         Some((eps, names?))
     }
 
@@ -579,10 +583,15 @@ impl Queryable for FanoutQueryable {
             end_s: whole(q.end)?,
             step_s: whole(q.step)?,
             lookback_s: whole(q.lookback)?,
+            replica_labels: self.params.strip_labels(),
+            max_points: q.max_points,
         };
         // Checked again on the endpoints actually asked: the active set may
         // have changed since the engine asked for the partition labels.
-        let (eps, _) = self.partition()?;
+        let (eps, names) = self.partition()?;
+        if names != q.labels {
+            return None;
+        }
         let (fo, opts) = (self.params.fanout(), self.proxy.clone());
         let task = self
             .rt

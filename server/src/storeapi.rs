@@ -391,6 +391,19 @@ impl Info for TsdbStore {
     }
 }
 
+/// One Query API request, as [`TsdbStore::eval_query`] takes it (seconds).
+struct EvalRequest {
+    query: String,
+    start_s: i64,
+    end_s: i64,
+    /// 0 for an instant query.
+    step_s: i64,
+    timeout_s: i64,
+    lookback_s: i64,
+    /// Replica labels the querier deduplicates by (empty without dedup).
+    replica_labels: Vec<String>,
+}
+
 /// [`crate::backend::DbQueryable`] as a store answers: every series with
 /// the external labels attached (they win over a series label of the same
 /// name), matchers on external labels decided by their values. This is
@@ -398,6 +411,9 @@ impl Info for TsdbStore {
 /// `sum by (cluster) (…)` groups here as it would over the StoreAPI.
 struct ExtLabelsQueryable {
     db: crate::backend::DbQueryable,
+    /// Labels the querier deduplicates replicas by: a series carrying one
+    /// cannot be evaluated here (replicas are merged by the querier).
+    replica_labels: Vec<String>,
     ext: Vec<(String, String)>,
     /// `ext` as sorted labels, shared by every series they are attached to.
     ext_labels: Vec<strata_tsdb::labels::Label>,
@@ -442,11 +458,27 @@ impl strata_promql::Queryable for ExtLabelsQueryable {
         }
         let mut res = self.db.select(&rest, hints)?;
         for s in &mut res.series {
+            if let Some(r) = self
+                .replica_labels
+                .iter()
+                .find(|r| s.labels.get(r).is_some())
+            {
+                return Err(strata_promql::StorageError(format!(
+                    "series carry the replica label {r:?}: the querier must deduplicate them"
+                )));
+            }
             s.labels = with_external(&s.labels, &self.ext_labels);
         }
         // Attaching can reorder series (a series label sorting after an
         // external one); nearly sorted input makes this cheap.
         res.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Two series that differ only in a label the external labels
+        // replace: the StoreAPI merges them; here, leave it to the querier.
+        if res.series.windows(2).any(|w| w[0].labels == w[1].labels) {
+            return Err(strata_promql::StorageError(
+                "series become equal once external labels are attached".into(),
+            ));
+        }
         Ok(res)
     }
 }
@@ -524,16 +556,20 @@ fn query_frames(
 impl TsdbStore {
     /// Evaluates one Query API request: the server's engine options, with
     /// the request's lookback delta and timeout when set, over the
-    /// external-labelled view of the storage, on a blocking thread.
+    /// external-labelled view of the storage ([`Self::run_storage`]).
     async fn eval_query(
         &self,
-        query: String,
-        start_s: i64,
-        end_s: i64,
-        step_s: i64,
-        timeout_s: i64,
-        lookback_s: i64,
+        r: EvalRequest,
     ) -> Result<(Vec<prometheus_copy::TimeSeries>, Vec<String>), Status> {
+        let EvalRequest {
+            query,
+            start_s,
+            end_s,
+            step_s,
+            timeout_s,
+            lookback_s,
+            replica_labels,
+        } = r;
         let secs = |s: i64| {
             s.checked_mul(1000)
                 .ok_or_else(|| Status::invalid_argument("time out of range"))
@@ -567,13 +603,17 @@ impl TsdbStore {
             .collect();
         let q = ExtLabelsQueryable {
             db: crate::backend::DbQueryable(self.shared.db.clone()),
+            replica_labels,
             ext,
             ext_labels,
         };
-        // The evaluation window, for `run_storage`'s choice: an instant
-        // query counts as a short call (its selectors' own windows are not
-        // known before parsing; at most one such call runs inline at once).
-        let window = end.saturating_sub(start);
+        // What the query reads, for `run_storage`'s choice: its evaluation
+        // window plus how far back its selectors reach (unknown: long).
+        let reach = strata_promql::query_reach(&query, &opts).unwrap_or(i64::MAX);
+        let window = end
+            .saturating_sub(start)
+            .saturating_add(reach)
+            .saturating_add(opts.lookback_delta);
         let res = self
             .run_storage(window, move || {
                 let engine = strata_promql::Engine::new(opts);
@@ -605,14 +645,19 @@ impl Query for TsdbStore {
     ) -> Result<Response<Self::QueryStream>, Status> {
         let r = request.into_inner();
         let res = self
-            .eval_query(
-                r.query,
-                r.time_seconds,
-                r.time_seconds,
-                0,
-                r.timeout_seconds,
-                r.lookback_delta_seconds,
-            )
+            .eval_query(EvalRequest {
+                query: r.query,
+                start_s: r.time_seconds,
+                end_s: r.time_seconds,
+                step_s: 0,
+                timeout_s: r.timeout_seconds,
+                lookback_s: r.lookback_delta_seconds,
+                replica_labels: if r.enable_dedup {
+                    r.replica_labels
+                } else {
+                    Vec::new()
+                },
+            })
             .await;
         self.shared.metrics.grpc_request("Query", res.is_ok());
         let (series, messages) = res?;
@@ -641,14 +686,19 @@ impl Query for TsdbStore {
             ));
         }
         let res = self
-            .eval_query(
-                r.query,
-                r.start_time_seconds,
-                r.end_time_seconds,
-                r.interval_seconds,
-                r.timeout_seconds,
-                r.lookback_delta_seconds,
-            )
+            .eval_query(EvalRequest {
+                query: r.query,
+                start_s: r.start_time_seconds,
+                end_s: r.end_time_seconds,
+                step_s: r.interval_seconds,
+                timeout_s: r.timeout_seconds,
+                lookback_s: r.lookback_delta_seconds,
+                replica_labels: if r.enable_dedup {
+                    r.replica_labels
+                } else {
+                    Vec::new()
+                },
+            })
             .await;
         self.shared.metrics.grpc_request("QueryRange", res.is_ok());
         let (series, messages) = res?;

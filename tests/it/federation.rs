@@ -332,6 +332,20 @@ fn distributed_querier_falls_back_when_a_cluster_is_down() {
         "the query was not handed to the tsdb"
     );
 
+    // The querier's sample limit holds for handed-over queries too: an
+    // answer larger than --query.max-samples is not taken from the stores,
+    // and the querier's own evaluation fails as the local path does.
+    let small = fed.direct_querier("querier-distributed-small", &["--query.max-samples=20"]);
+    let r = small.api.range(
+        "count by (cluster) (kube_pod_info)",
+        end - 3600.0,
+        end,
+        60.0,
+        &[],
+    );
+    assert_eq!(r.1["status"], "error", "{}", r.1);
+    assert_eq!(r.1["errorType"], "execution", "{}", r.1);
+
     let down = fed.clusters[1].0.endpoint();
     fed.clusters[1].0.proc.kill();
     let partial = pods_per_cluster(&q.api, end, &[]);

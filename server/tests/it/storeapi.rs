@@ -369,6 +369,16 @@ async fn query_api_evaluates_with_external_labels() {
     );
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].1, want);
+    // Series carrying a replica label the querier deduplicates by are not
+    // evaluated here: the querier must merge replicas itself.
+    let err = run(QueryRequest {
+        enable_dedup: true,
+        replica_labels: vec!["__name__".into()],
+        ..instant("count by (cluster) ({__name__=~\".+\"})")
+    })
+    .await
+    .unwrap_err();
+    assert!(err.message().contains("replica label"), "{err:?}");
     // Bad input is InvalidArgument.
     let err = run(instant("sum(")).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
