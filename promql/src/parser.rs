@@ -62,7 +62,8 @@ pub(crate) fn parse_with_trims(
     Ok((expr, trims))
 }
 
-/// Successful parses by query text (256 texts of up to 4 KiB).
+/// Successful parses by query text (128 texts of up to 4 KiB, none with a
+/// counted repetition in a regex: see [`cached_parse`]).
 ///
 /// Why: an HTTP query is parsed twice (the API checks it before handing it
 /// to the engine, which parses again), and dashboards send the same texts
@@ -71,18 +72,27 @@ pub(crate) fn parse_with_trims(
 /// microseconds: a seventh of the querier's CPU for a small federated
 /// query, measured with `perf` (see `strata_tsdb::labels`' regex cache).
 static PARSE_CACHE: std::sync::LazyLock<strata_tsdb::memo::Memo<Expr>> =
-    std::sync::LazyLock::new(|| strata_tsdb::memo::Memo::new(256, 4096));
+    std::sync::LazyLock::new(|| strata_tsdb::memo::Memo::new(128, 4096));
 
 /// promql-parser's `parse` through [`PARSE_CACHE`], under `catch_unwind` so
-/// a parser panic is an error.
+/// a parser panic is an error. A text with what may be a counted repetition
+/// (`{` then a digit or `,`, which no selector starts with) is parsed every
+/// time and never kept: its compiled regexes can take megabytes.
 fn cached_parse(text: &str) -> Result<Expr, QueryError> {
-    PARSE_CACHE.get_or_try(text, |text| {
-        match catch_unwind(AssertUnwindSafe(|| promql_parser::parser::parse(text))) {
+    let parse =
+        |text: &str| match catch_unwind(AssertUnwindSafe(|| promql_parser::parser::parse(text))) {
             Ok(Ok(e)) => Ok(e),
             Ok(Err(msg)) => Err(QueryError::BadData(format!("parse error: {msg}"))),
             Err(_) => Err(QueryError::BadData("parse error: invalid query".into())),
-        }
-    })
+        };
+    let counted = text
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'{' && (w[1].is_ascii_digit() || w[1] == b','));
+    if counted {
+        return parse(text);
+    }
+    PARSE_CACHE.get_or_try(text, parse)
 }
 
 fn too_deep(opts: &EngineOptions) -> QueryError {
@@ -135,6 +145,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("too long"));
+    }
+
+    #[test]
+    fn counted_repetitions_are_parsed_but_not_kept() {
+        let o = EngineOptions::default();
+        let counted = "up{job=~\"a{2,3}\"}";
+        let plain = "up{job=~\"ab\"}";
+        assert!(parse(counted, &o).is_ok());
+        assert!(parse(plain, &o).is_ok());
+        assert!(!PARSE_CACHE.contains(counted));
+        assert!(PARSE_CACHE.contains(plain));
     }
 
     #[test]

@@ -347,7 +347,8 @@ impl Matcher {
     }
 }
 
-/// Compiled regex matchers by pattern (256 patterns of up to 1 KiB).
+/// Compiled regex matchers by pattern (128 patterns of up to 1 KiB,
+/// without counted repetition: see [`compile_regex`]).
 ///
 /// Why: the same few patterns (`code=~"5.."`, dashboard variables) are
 /// compiled for every query, and on every store of a federated query. The
@@ -356,10 +357,15 @@ impl Matcher {
 /// `sum(rate(apiserver_request_total{code=~"5.."}[5m])) / …` (`perf`,
 /// `bench/query.sh` setup), and again in every TSDB answering it.
 static REGEX_CACHE: std::sync::LazyLock<crate::memo::Memo<RegexKind>> =
-    std::sync::LazyLock::new(|| crate::memo::Memo::new(256, 1024));
+    std::sync::LazyLock::new(|| crate::memo::Memo::new(128, 1024));
 
-/// [`compile_uncached`] through [`REGEX_CACHE`].
+/// [`compile_uncached`] through [`REGEX_CACHE`]. A pattern with counted
+/// repetition (`x{1000}`) is compiled every time and never kept: a few such
+/// bytes can compile to megabytes, which the memo would hold on to.
 fn compile_regex(pattern: &str) -> Result<RegexKind, MatcherError> {
+    if pattern.contains('{') {
+        return compile_uncached(pattern);
+    }
     REGEX_CACHE.get_or_try(pattern, compile_uncached)
 }
 

@@ -47,6 +47,11 @@ impl<V: Clone> Memo<V> {
         Ok(v)
     }
 
+    /// Whether a result for `key` is kept (without touching its recency).
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.lock().contains(key)
+    }
+
     /// How many results are kept.
     pub fn len(&self) -> usize {
         self.cache.lock().len()
