@@ -634,6 +634,30 @@ impl TsdbStore {
     }
 }
 
+/// The replica labels a request deduplicates by: none without dedup.
+fn dedup_labels(enable_dedup: bool, labels: Vec<String>) -> Vec<String> {
+    if enable_dedup {
+        labels
+    } else {
+        Vec::new()
+    }
+}
+
+/// A Query API answer as frames: every series, then every message.
+fn answer_frames<R>(
+    (series, messages): (Vec<prometheus_copy::TimeSeries>, Vec<String>),
+    series_frame: impl Fn(prometheus_copy::TimeSeries) -> R,
+    message_frame: impl Fn(String) -> R,
+) -> tonic::codegen::tokio_stream::Iter<std::vec::IntoIter<Result<R, Status>>> {
+    let frames: Vec<Result<R, Status>> = series
+        .into_iter()
+        .map(series_frame)
+        .chain(messages.into_iter().map(message_frame))
+        .map(Ok)
+        .collect();
+    tonic::codegen::tokio_stream::iter(frames)
+}
+
 #[tonic::async_trait]
 impl Query for TsdbStore {
     type QueryStream = QueryFrames;
@@ -652,27 +676,21 @@ impl Query for TsdbStore {
                 step_s: 0,
                 timeout_s: r.timeout_seconds,
                 lookback_s: r.lookback_delta_seconds,
-                replica_labels: if r.enable_dedup {
-                    r.replica_labels
-                } else {
-                    Vec::new()
-                },
+                replica_labels: dedup_labels(r.enable_dedup, r.replica_labels),
             })
             .await;
         self.shared.metrics.grpc_request("Query", res.is_ok());
-        let (series, messages) = res?;
-        let frames: Vec<_> = series
-            .into_iter()
-            .map(query_response::Result::Timeseries)
-            .chain(messages.into_iter().map(query_response::Result::Warnings))
-            .map(|r| {
-                Ok(QueryResponse {
-                    result: Some(r),
-                    stats: None,
-                })
-            })
-            .collect();
-        Ok(Response::new(tonic::codegen::tokio_stream::iter(frames)))
+        Ok(Response::new(answer_frames(
+            res?,
+            |ts| QueryResponse {
+                result: Some(query_response::Result::Timeseries(ts)),
+                stats: None,
+            },
+            |w| QueryResponse {
+                result: Some(query_response::Result::Warnings(w)),
+                stats: None,
+            },
+        )))
     }
 
     async fn query_range(
@@ -693,31 +711,21 @@ impl Query for TsdbStore {
                 step_s: r.interval_seconds,
                 timeout_s: r.timeout_seconds,
                 lookback_s: r.lookback_delta_seconds,
-                replica_labels: if r.enable_dedup {
-                    r.replica_labels
-                } else {
-                    Vec::new()
-                },
+                replica_labels: dedup_labels(r.enable_dedup, r.replica_labels),
             })
             .await;
         self.shared.metrics.grpc_request("QueryRange", res.is_ok());
-        let (series, messages) = res?;
-        let frames: Vec<_> = series
-            .into_iter()
-            .map(query_range_response::Result::Timeseries)
-            .chain(
-                messages
-                    .into_iter()
-                    .map(query_range_response::Result::Warnings),
-            )
-            .map(|r| {
-                Ok(QueryRangeResponse {
-                    result: Some(r),
-                    stats: None,
-                })
-            })
-            .collect();
-        Ok(Response::new(tonic::codegen::tokio_stream::iter(frames)))
+        Ok(Response::new(answer_frames(
+            res?,
+            |ts| QueryRangeResponse {
+                result: Some(query_range_response::Result::Timeseries(ts)),
+                stats: None,
+            },
+            |w| QueryRangeResponse {
+                result: Some(query_range_response::Result::Warnings(w)),
+                stats: None,
+            },
+        )))
     }
 }
 
