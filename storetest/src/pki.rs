@@ -39,3 +39,29 @@ pub fn new_leaf(issuer: &Ca, names: &[&str], usage: ExtendedKeyUsagePurpose) -> 
     let cert = params.signed_by(&key, issuer).expect("signed leaf");
     (cert.pem(), key.serialize_pem())
 }
+
+/// Calls `Info` on `addr` with client TLS `tls` (`None`: plain text); the
+/// answer, or why the connection or the call failed.
+pub async fn call_info(
+    addr: &str,
+    tls: Option<strata_proto::grpc::ClientTls>,
+) -> Result<strata_proto::thanos::info::InfoResponse, String> {
+    use strata_proto::grpc::{ClientOptions, MessageLimits};
+    use strata_proto::thanos::info::{info_client::InfoClient, InfoRequest};
+    let opts = ClientOptions {
+        tls,
+        ..ClientOptions::default()
+    };
+    let channel = opts
+        .endpoint(addr)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    InfoClient::new(channel)
+        .with_message_limits(opts.max_message_size)
+        .info(InfoRequest {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| format!("call: {s:?}"))
+}

@@ -12,7 +12,7 @@ use strata_proto::thanos::metadata_client::MetadataClient;
 use strata_proto::thanos::store_client::StoreClient;
 use strata_proto::thanos::{MetricMetadataRequest, SeriesRequest};
 use strata_server::{Server, ServerOptions};
-use strata_storetest::pki::{new_ca, new_leaf};
+use strata_storetest::pki::{call_info, new_ca, new_leaf};
 use strata_storetest::{m, run_acceptance, Dataset, Options, TWO_HOURS};
 use tonic::transport::Channel;
 
@@ -245,26 +245,7 @@ async fn mutual_tls_admits_only_clients_of_the_ca() {
     .await
     .expect("starts");
     let addr = server.grpc_addr().unwrap().to_string();
-    let call = |tls: Option<ClientTls>| {
-        let addr = addr.clone();
-        async move {
-            let opts = ClientOptions {
-                tls,
-                ..ClientOptions::default()
-            };
-            let ch = opts
-                .endpoint(&addr)
-                .map_err(|e| e.to_string())?
-                .connect()
-                .await
-                .map_err(|e| format!("connect: {e:?}"))?;
-            InfoClient::new(ch)
-                .info(InfoRequest {})
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| format!("call: {s:?}"))
-        }
-    };
+    let call = |tls: Option<ClientTls>| call_info(&addr, tls);
     let base = || {
         ClientTls::new()
             .with_ca_pem(ca_pem.clone())

@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use strata_proto::grpc::{ClientOptions, ClientTls, MessageLimits, ServerTls};
-use strata_proto::thanos::info::info_client::InfoClient;
-use strata_proto::thanos::info::InfoRequest;
+use strata_proto::grpc::{ClientTls, ServerTls};
 use strata_sidecar::{Metrics, PromClient, SidecarState, SidecarStore};
-use strata_storetest::pki::{new_ca, new_leaf};
+use strata_storetest::pki::{call_info, new_ca, new_leaf};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
@@ -48,24 +46,8 @@ async fn mutual_tls_refuses_clients_without_a_valid_certificate() {
         },
     ));
 
-    let call = |tls: ClientTls| async move {
-        let opts = ClientOptions {
-            tls: Some(tls),
-            ..ClientOptions::default()
-        };
-        let channel = opts
-            .endpoint(&addr.to_string())
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("connect: {e:?}"))?;
-        InfoClient::new(channel)
-            .with_message_limits(opts.max_message_size)
-            .info(InfoRequest {})
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| format!("call: {s:?}"))
-    };
+    let addr = addr.to_string();
+    let call = |tls: ClientTls| call_info(&addr, Some(tls));
     let base = || {
         ClientTls::new()
             .with_ca_pem(ca_pem.clone())
